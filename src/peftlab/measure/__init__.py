@@ -1,0 +1,6 @@
+"""Measurement: peak memory, sizes of tensors and files."""
+
+from peftlab.measure.memory import PeakMemory, release_free_memory
+from peftlab.measure.sizes import directory_bytes, optimizer_state_bytes, parameter_counts
+
+__all__ = ["PeakMemory", "directory_bytes", "optimizer_state_bytes", "parameter_counts", "release_free_memory"]

@@ -1,0 +1,83 @@
+"""What a fine-tuning method is: a recipe that turns a pretrained model into a trainable one.
+
+A method has a name, a documented default learning rate, a settings class (a dataclass: a peft config for
+the methods peft has, a small dataclass of our own otherwise) and four operations: default settings for a
+model, apply, save, load. The training loop knows nothing else about methods.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from peftlab.errors import MethodError
+
+# Keys a --method-config entry may hold besides the settings class's own fields.
+TRAINING_KEYS = ("learning_rate",)
+
+
+@dataclass
+class Method:
+    name: str
+    summary: str
+    learning_rate: float  # the default a careful practitioner would pick for this method
+    settings_class: type  # dataclass whose fields are the method's settings
+    defaults: dict[str, Any] = field(default_factory=dict)  # our defaults for those fields
+    mergeable: bool = False  # can the trained update be folded into the base weights?
+
+    def setting_names(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
+
+    def check_overrides(self, overrides: dict[str, Any]) -> None:
+        """MethodError naming the first key that neither the settings class nor training accepts."""
+        allowed = set(self.setting_names()) | set(TRAINING_KEYS)
+        for key in overrides:
+            if key not in allowed:
+                raise MethodError(
+                    f"method '{self.name}' has no setting '{key}' ({self.settings_class.__name__} fields: "
+                    f"{', '.join(sorted(allowed))})"
+                )
+
+    def default_settings(self, model: nn.Module) -> dict[str, Any]:
+        """Settings for this model before user overrides (model-aware methods override this)."""
+        return dict(self.defaults)
+
+    def resolve(self, model: nn.Module, overrides: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """(settings, learning_rate) after applying the user's overrides to the defaults."""
+        self.check_overrides(overrides)
+        settings = self.default_settings(model)
+        settings.update({k: v for k, v in overrides.items() if k not in TRAINING_KEYS})
+        learning_rate = float(overrides.get("learning_rate", self.learning_rate))
+        return settings, learning_rate
+
+    def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+        """Return the trainable model: parameters to train have requires_grad=True, all others False."""
+        raise NotImplementedError
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        """Write what this method needs to restore the trained model on top of the base."""
+        raise NotImplementedError
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        """Restore the trained model from `save`'s files on top of a freshly loaded base."""
+        raise NotImplementedError
+
+
+def freeze_all_but(model: nn.Module, is_trainable) -> nn.Module:
+    """Set requires_grad on every parameter from a predicate over its name."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(bool(is_trainable(name)))
+    return model
+
+
+def settings_object(method: Method, settings: dict[str, Any]):
+    """Instantiate the settings class; a bad value is the user's MethodError, not a traceback."""
+    try:
+        return method.settings_class(**copy.deepcopy(settings))
+    except (TypeError, ValueError) as error:
+        raise MethodError(f"bad settings for method '{method.name}': {error}") from None

@@ -1,0 +1,95 @@
+"""The methods HF peft implements, as peft configs with our defaults. Nothing here re-implements a method.
+
+Defaults are what a careful practitioner would start from on a small-to-mid model (sources in docs/METHODS.md):
+LoRA/DoRA r=8, alpha=16 on every linear layer; IA3 on peft's per-architecture targets; prompt tuning with
+20 virtual tokens initialised from sampled vocabulary embeddings; prefix tuning with 20 virtual tokens.
+The task head is always in ``modules_to_save``: it trains and is saved with the adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
+from torch import nn
+
+from peftlab.methods.base import Method, settings_object
+from peftlab.models import head_module_names
+
+
+def peft_task_type(model: nn.Module) -> TaskType:
+    """The peft task type matching the model's head."""
+    name = type(model).__name__
+    if name.endswith("ForSequenceClassification"):
+        return TaskType.SEQ_CLS
+    if name.endswith("ForCausalLM"):
+        return TaskType.CAUSAL_LM
+    return TaskType.FEATURE_EXTRACTION
+
+
+class PeftLibraryMethod(Method):
+    """A method whose implementation is HF peft's; we only choose the config."""
+
+    def default_settings(self, model: nn.Module) -> dict[str, Any]:
+        settings = dict(self.defaults)
+        settings["task_type"] = peft_task_type(model)
+        heads = head_module_names(model)
+        if heads and settings["task_type"] == TaskType.SEQ_CLS:
+            settings["modules_to_save"] = heads
+        return settings
+
+    def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+        return get_peft_model(model, settings_object(self, settings))
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        model.save_pretrained(directory, safe_serialization=True)
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        return PeftModel.from_pretrained(base_model, directory)
+
+
+LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": "all-linear"}
+
+LORA = PeftLibraryMethod(
+    name="lora",
+    summary="LoRA: low-rank update B·A on every linear layer (peft)",
+    learning_rate=5e-4,
+    settings_class=LoraConfig,
+    defaults=dict(LORA_DEFAULTS),
+    mergeable=True,
+)
+
+DORA = PeftLibraryMethod(
+    name="dora",
+    summary="DoRA: LoRA with a learned per-column magnitude (peft, use_dora)",
+    learning_rate=5e-4,
+    settings_class=LoraConfig,
+    defaults={**LORA_DEFAULTS, "use_dora": True},
+    mergeable=True,
+)
+
+IA3 = PeftLibraryMethod(
+    name="ia3",
+    summary="IA3: learned rescaling vectors on keys, values and FFN activations (peft)",
+    learning_rate=5e-3,
+    settings_class=IA3Config,
+    defaults={},
+    mergeable=True,
+)
+
+PROMPT = PeftLibraryMethod(
+    name="prompt",
+    summary="prompt tuning: 20 trainable soft-prompt embeddings before the input (peft)",
+    learning_rate=3e-2,
+    settings_class=PromptTuningConfig,
+    defaults={"num_virtual_tokens": 20, "prompt_tuning_init": "SAMPLE_VOCAB"},
+)
+
+PREFIX = PeftLibraryMethod(
+    name="prefix",
+    summary="prefix tuning: 20 trainable key/value prefixes in every layer (peft)",
+    learning_rate=1e-2,
+    settings_class=PrefixTuningConfig,
+    defaults={"num_virtual_tokens": 20},
+)

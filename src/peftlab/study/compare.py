@@ -1,0 +1,208 @@
+"""`compare`: train full fine-tuning and PEFT methods side by side under one budget, and measure them.
+
+The recipe, top to bottom: check every input (nothing is written before that), load and tokenize the task
+once, then for each method load a fresh base, apply the method, train, evaluate on test, time inference,
+save the artifact, and rewrite results.json. A run that fails is recorded as failed; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from peftlab.errors import ConfigError
+from peftlab.evaluate import evaluate_split, inference_ms_per_example
+from peftlab.measure import PeakMemory, directory_bytes, parameter_counts, release_free_memory
+from peftlab.methods import DEFAULT_METHODS, get_method, parse_methods, read_method_config
+from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.study.results import RESULTS_FILE, command_line, hardware, package_versions, write_json_atomic
+from peftlab.tasks import load_task
+from peftlab.tasks.encode import encode_task
+from peftlab.train import TrainConfig, train
+
+from peftlab.study.artifacts import RUN_FILE
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "merges.txt", "vocab.json", "chat_template.jinja", "added_tokens.json", "tokenizer.model"}
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CompareConfig:
+    """Everything that defines a comparison. The defaults are the embedded offline study."""
+
+    model: str = "minilm"
+    data: str = "rotten_tomatoes"
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    method_config: str | None = None
+    subset: str | None = None
+    split: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    max_train_examples: int | None = 2000
+    max_eval_examples: int | None = 1000
+    epochs: int = 3
+    max_steps: int | None = None
+    batch_size: int = 32
+    max_length: int = 128
+    seed: int = 0
+    out: str = "runs/compare"
+    trust_remote_code: bool = False
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+
+    def budget(self) -> dict[str, Any]:
+        keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples")
+        return {key: getattr(self, key) for key in keys}
+
+
+@dataclass
+class Study:
+    """A checked comparison, ready to run: inputs loaded, nothing written yet."""
+
+    config: CompareConfig
+    model_ref: Any
+    task: Any
+    tokenizer: Any
+    methods: list[str]
+    overrides: dict[str, dict[str, Any]]
+
+
+def prepare_study(config: CompareConfig) -> Study:
+    """Check every input and load what all runs share. Raises PeftlabError before anything is written."""
+    config.check()
+    methods = parse_methods(config.methods)
+    overrides = read_method_config(config.method_config, methods)
+    model_ref = resolve_model(config.model, config.trust_remote_code)
+    load_config(model_ref)
+    task = load_task(
+        config.data, subset=config.subset, split=config.split, text_column=config.text_column,
+        text_pair_column=config.text_pair_column, label_column=config.label_column,
+        max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
+    )
+    tokenizer = load_tokenizer(model_ref)
+    return Study(config, model_ref, task, tokenizer, methods, overrides)
+
+
+def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
+    config = study.config
+    return {
+        "model": config.model,
+        "model_path": study.model_ref.path,
+        "data": config.data,
+        "dataset_sha256": study.task.sha256,
+        "task": study.task.describe(),
+        "seed": config.seed,
+        "budget": config.budget(),
+        "methods": study.methods,
+        "versions": package_versions(),
+        "hardware": hardware(accelerator.device),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+    }
+
+
+def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Run the comparison; returns the results dict also written to OUT/results.json."""
+    study = prepare_study(config)
+    accelerator = Accelerator()
+    encoded = encode_task(study.task, study.tokenizer, config.max_length)
+    out = Path(config.out)
+    results = {"study": study_header(study, accelerator), "runs": []}
+    for name in study.methods:
+        record = run_method(study, name, encoded, accelerator, out)
+        results["runs"].append(record)
+        if accelerator.is_main_process:
+            write_json_atomic(out / RESULTS_FILE, results)
+        if on_run_done:
+            on_run_done(record)
+    return results
+
+
+def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path) -> dict[str, Any]:
+    """Train, evaluate and save one method; a failure becomes a `failed` record with its reason."""
+    record: dict[str, Any] = {"method": name, "config": {}, "status": "ok", "metrics": {}, "cost": {}, "curve": {}}
+    try:
+        _train_and_measure(study, name, encoded, accelerator, out, record)
+    except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
+        record["status"] = "failed"
+        record["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        _write_log(out, name, traceback.format_exc())
+    finally:
+        accelerator.free_memory()
+        release_free_memory()
+    return record
+
+
+def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict) -> None:
+    config, task, method = study.config, study.task, get_method(name)
+    with PeakMemory(accelerator.device) as peak:
+        set_seed(config.seed)
+        base = load_classifier(study.model_ref, task.label_names, study.tokenizer.pad_token_id)
+        settings, learning_rate = method.resolve(base, study.overrides.get(name, {}))
+        record["config"] = {**settings, "learning_rate": learning_rate}
+        model = method.apply(base, settings).to(accelerator.device)
+        trainable_params, total_params = parameter_counts(model)
+        train_config = TrainConfig(
+            learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
+            batch_size=config.batch_size, seed=config.seed,
+        )
+        outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels)
+    model = accelerator.unwrap_model(model)
+    test = evaluate_split(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device, task.num_labels, "test")
+    latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
+    artifact = save_artifact(study, name, record["config"], model, out) if accelerator.is_main_process else None
+
+    record["metrics"] = {
+        "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
+        "validation_accuracy": outcome.validation[outcome.best_epoch - 1]["accuracy"], "best_epoch": outcome.best_epoch,
+    }
+    record["cost"] = {
+        "trainable_params": trainable_params, "total_params": total_params,
+        "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
+        "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
+        "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
+        "checkpoint_bytes": directory_bytes(artifact, exclude=TOKENIZER_FILES | {RUN_FILE}) if artifact else None,
+        "inference_ms_per_example": latency_ms,
+    }
+    record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
+    record["artifact"] = str(artifact.relative_to(out)) if artifact else None
+
+
+def save_artifact(study: Study, name: str, run_config: dict, model, out: Path) -> Path:
+    """Save into a temporary folder, then rename: OUT/runs/<method> is either complete or absent."""
+    final = out / "runs" / name
+    staging = out / "runs" / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    get_method(name).save(model, staging)
+    study.tokenizer.save_pretrained(staging)
+    write_json_atomic(staging / RUN_FILE, {
+        "method": name, "config": run_config, "model": study.config.model, "model_path": study.model_ref.path,
+        "gguf_file": study.model_ref.gguf_file, "label_names": study.task.label_names,
+        "max_length": study.config.max_length,
+    })
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return final
+
+
+def _write_log(out: Path, name: str, text: str) -> None:
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{name}.log").write_text(text)
