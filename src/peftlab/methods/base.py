@@ -42,6 +42,8 @@ class Method:
                     f"method '{self.name}' has no setting '{key}' ({self.settings_class.__name__} fields: "
                     f"{', '.join(sorted(allowed))})"
                 )
+        if "learning_rate" in overrides:
+            parse_learning_rate(self.name, overrides["learning_rate"])
 
     def default_settings(self, model: nn.Module) -> dict[str, Any]:
         """Settings for this model before user overrides (model-aware methods override this)."""
@@ -52,7 +54,7 @@ class Method:
         self.check_overrides(overrides)
         settings = self.default_settings(model)
         settings.update({k: v for k, v in overrides.items() if k not in TRAINING_KEYS})
-        learning_rate = float(overrides.get("learning_rate", self.learning_rate))
+        learning_rate = parse_learning_rate(self.name, overrides.get("learning_rate", self.learning_rate))
         return settings, learning_rate
 
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
@@ -66,6 +68,17 @@ class Method:
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         """Restore the trained model from `save`'s files on top of a freshly loaded base."""
         raise NotImplementedError
+
+
+def parse_learning_rate(method_name: str, value: Any) -> float:
+    """A positive float; YAML reads `1e-3` (no dot) as a string, so numeric strings are accepted."""
+    try:
+        learning_rate = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        learning_rate = float("nan")
+    if not learning_rate > 0:
+        raise MethodError(f"method '{method_name}': learning_rate must be a positive number, got {value!r}")
+    return learning_rate
 
 
 def freeze_all_but(model: nn.Module, is_trainable) -> nn.Module:

@@ -47,6 +47,8 @@ def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str,
         raise ConfigError(f"cannot read --method-config {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"--method-config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if isinstance(data, dict):
+        data = {name: overrides if overrides is not None else {} for name, overrides in data.items()}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"--method-config {path} must map method names to settings, e.g. `lora: {{r: 16}}`")
     for name, overrides in data.items():
