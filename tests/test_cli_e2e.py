@@ -175,6 +175,14 @@ def test_every_method_runs_and_reports(all_methods):
     assert "Traceback" not in all_methods.stderr
 
 
+def test_table_shares_are_plain_percentages(all_methods):
+    rows = table_lines(all_methods.stdout)
+    assert len(rows) == len(ALL_METHODS)
+    full_row = next(row for row in rows if row.startswith("│ full"))
+    assert "(100%)" in full_row, full_row
+    assert not any(re.search(r"\de[+-]\d", row) for row in rows), "\n".join(rows)
+
+
 def test_same_seed_gives_identical_results(all_methods, tmp_path):
     """A lone lora run reproduces the lora run of the nine-method study exactly (same seed, other process)."""
     again = run_cli(tmp_path / "out", "--data", "rotten_tomatoes", "--methods", "lora", "--seed", "0")
@@ -424,3 +432,14 @@ def test_unknown_data_name_fails_fast_offline(bad_input_results):
     result, _ = bad_input_results["unknown data name"]
     assert result.returncode == 2, result.describe()
     assert result.seconds < 90, f"took {result.seconds:.0f} s: the offline hub lookup should fail at once"
+
+
+def test_out_that_is_a_file_is_one_error_line(tmp_path):
+    out = tmp_path / "not_a_folder"
+    out.write_text("keep me\n")
+    result = run_cli(out, "--data", "rotten_tomatoes", "--methods", "head")
+    assert "Traceback" not in result.stderr, result.describe()
+    assert result.returncode == 2, result.describe()
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "not_a_folder" in lines[0], result.describe()
+    assert out.read_text() == "keep me\n"

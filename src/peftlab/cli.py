@@ -72,7 +72,11 @@ def compare(
         accuracy = record["metrics"].get("accuracy")
         console.print(f"[bold]{record['method']}[/bold]: {status}" + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
 
-    results = run_compare(config, on_run_done=done)
+    try:
+        results = run_compare(config, on_run_done=done)
+    except KeyboardInterrupt:
+        errors.print(f"interrupted; the runs that finished are in {out}/results.json")
+        raise typer.Exit(130) from None
     print_table(results, console)
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
 
@@ -97,9 +101,6 @@ def main() -> None:
     except PeftlabError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        errors.print("interrupted; results of finished runs are in the output folder's results.json")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ def resolve_model(name: str, trust_remote_code: bool = False) -> ModelRef:
     if name in MODEL_ALIASES:
         alias = MODEL_ALIASES[name]
         return ModelRef(name, str(alias_folder(name)), alias.gguf_file, trust_remote_code)
-    return ModelRef(name, name, None, trust_remote_code)
+    looks_like_path = name.startswith(("/", "./", "../", "~")) or Path(name).suffix == ".json"
+    if looks_like_path and not Path(name).expanduser().exists():
+        raise ModelError(f"cannot load model '{name}': no such folder (pass a local model folder, an HF id, or an alias: {', '.join(MODEL_ALIASES)})")
+    return ModelRef(name, str(Path(name).expanduser()) if looks_like_path else name, None, trust_remote_code)
 
 
 def _model_error(ref: ModelRef, error: Exception) -> ModelError:

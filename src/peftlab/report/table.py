@@ -30,6 +30,14 @@ def human_count(value: float | None) -> str:
     return f"{value:.0f}"
 
 
+def percent(share: float) -> str:
+    """A share as a plain percentage with two significant digits for small values: 100%, 1.5%, 0.0034%."""
+    value = 100 * share
+    if value >= 10:
+        return f"{value:.0f}%"
+    return f"{value:.2g}%" if value >= 1e-4 else f"{value:.1e}%"
+
+
 def _difference(value: float | None, reference: float | None, points: bool = True) -> str:
     if value is None or reference is None:
         return ""
@@ -60,7 +68,7 @@ def comparison_table(results: dict[str, Any]) -> Table:
             run["method"] + (" (ref)" if is_reference else ""),
             f"{100 * metrics['accuracy']:.1f}" + ("" if is_reference else _difference(metrics["accuracy"], ref_metrics.get("accuracy"))),
             f"{100 * metrics['macro_f1']:.1f}" + ("" if is_reference else _difference(metrics["macro_f1"], ref_metrics.get("macro_f1"))),
-            f"{human_count(cost['trainable_params'])} ({100 * share:.2g}%)",
+            f"{human_count(cost['trainable_params'])} ({percent(share)})",
             human_bytes(cost["optimizer_state_bytes"]),
             human_bytes(cost["peak_memory_bytes"]),
             f"{cost['train_seconds']:.1f}",

@@ -65,6 +65,8 @@ class CompareConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder (it is created if missing)")
 
     def budget(self) -> dict[str, Any]:
         keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples")
