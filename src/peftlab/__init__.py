@@ -21,7 +21,11 @@ def __getattr__(name):
         from peftlab.study.artifacts import load_run
 
         return load_run
+    if name == "load_adapter":
+        from peftlab.export.loading import load_adapter
+
+        return load_adapter
     raise AttributeError(f"module 'peftlab' has no attribute {name!r}")
 
 
-__all__ = ["CompareConfig", "PeftlabError", "compare", "load_run"]
+__all__ = ["CompareConfig", "PeftlabError", "compare", "load_adapter", "load_run"]

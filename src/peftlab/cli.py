@@ -52,8 +52,14 @@ def compare(
     seed: int = typer.Option(0, help="Seed for splits, initialisation and data order."),
     out: str = typer.Option("runs/compare", help="Output folder: results.json and one folder per trained method."),
     trust_remote_code: bool = typer.Option(False, help="Allow model code from the model's repository."),
+    robustness: bool = typer.Option(True, "--robustness/--no-robustness", help="After each run: accuracy on perturbed test texts and attack success rates."),
+    robust_set: Optional[str] = typer.Option(None, help="Labelled file (any --data file format) every method is also evaluated on, e.g. AdvGLUE or contrast sets."),
+    perturb_examples: int = typer.Option(500, help="Test examples perturbed by each perturbation (the same for every method)."),
+    perturb_severity: float = typer.Option(0.2, help="Share of the words each perturbation touches."),
+    attack_examples: int = typer.Option(50, help="Test examples attacked per method (the same for every method)."),
+    attack_query_budget: int = typer.Option(100, help="Model queries per attacked example and attack."),
 ) -> None:
-    """Train full fine-tuning and PEFT methods side by side under one budget; print quality and cost."""
+    """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
     _quiet_libraries()
     from peftlab.report import print_table
     from peftlab.study import CompareConfig, compare as run_compare
@@ -63,7 +69,9 @@ def compare(
         text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
         max_train_examples=max_train_examples or None, max_eval_examples=max_eval_examples or None,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length, seed=seed, out=out,
-        trust_remote_code=trust_remote_code,
+        trust_remote_code=trust_remote_code, robustness=robustness, robust_set=robust_set,
+        perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
+        attack_query_budget=attack_query_budget,
     )
     start = time.perf_counter()
 
@@ -81,6 +89,30 @@ def compare(
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
 
 
+@app.command("robustness")
+def robustness_command(
+    run_dir: str = typer.Argument(..., help="The study folder (the --out of `peftlab compare`)."),
+    robust_set: Optional[str] = typer.Option(None, help="Labelled file every method is also evaluated on."),
+    perturb_examples: Optional[int] = typer.Option(None, help="Test examples perturbed (default: as the study ran)."),
+    perturb_severity: Optional[float] = typer.Option(None, help="Share of the words each perturbation touches."),
+    attack_examples: Optional[int] = typer.Option(None, help="Test examples attacked per method."),
+    attack_query_budget: Optional[int] = typer.Option(None, help="Model queries per attacked example and attack."),
+) -> None:
+    """Evaluate the robustness of every method a study saved (no training); update its results.json."""
+    _quiet_libraries()
+    from peftlab.report.table import print_robustness_table
+    from peftlab.study.robustness import evaluate_saved_study
+
+    def done(run: dict) -> None:
+        console.print(f"[bold]{run['method']}[/bold]: robustness {run['robustness'].get('status', 'ok')}")
+
+    results = evaluate_saved_study(run_dir, on_run_done=done, robust_set=robust_set, perturb_examples=perturb_examples,
+                                   perturb_severity=perturb_severity, attack_examples=attack_examples,
+                                   attack_query_budget=attack_query_budget)
+    print_robustness_table(results, console)
+    console.print(f"results: {run_dir}/results.json")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the registered methods with their default learning rate and settings."""
@@ -93,6 +125,25 @@ def list_methods() -> None:
         defaults = ", ".join(f"{k}={v}" for k, v in method.defaults.items()) or "-"
         table.add_row(method.name, f"{method.learning_rate:g}", defaults, method.summary)
     console.print(table)
+
+
+@app.command("export")
+def export_command(
+    run_dir: str = typer.Argument(..., help="The study folder (the --out of `peftlab compare`)."),
+    method: str = typer.Option(..., help="The method of the study to export."),
+    adapter: Optional[str] = typer.Option(None, help="Write the adapter here (HF peft format where the method is peft's)."),
+    merged: Optional[str] = typer.Option(None, help="Write the base with the update merged in here (save_pretrained)."),
+    compress: Optional[str] = typer.Option(None, help="Densities, e.g. 0.1,0.3: compressed adapters under ADAPTER/compressed/."),
+    quantize: str = typer.Option("int8", help="Quantization of the kept update entries: int8 or sign."),
+) -> None:
+    """Export a study's method as an adapter and/or a merged model; optionally compress the adapter."""
+    _quiet_libraries()
+    from peftlab.export import ExportConfig, export
+    from peftlab.export.table import print_export
+
+    summary = export(ExportConfig(run_dir=run_dir, method=method, adapter=adapter, merged=merged,
+                                  compress=compress.split(",") if compress else [], quantize=quantize))
+    print_export(summary, console)
 
 
 def main() -> None:

@@ -431,4 +431,6 @@ ADAPTER = BottleneckAdapterMethod(
     learning_rate=1e-3,
     settings_class=BottleneckAdapterConfig,
     defaults={"bottleneck_size": 64, "nonlinearity": "gelu", "init_scale": 1e-3},
+    merge_blocker="bottleneck adapters add new layers (down-projection, nonlinearity, up-projection) after "
+    "each projection; a nonlinear layer cannot be folded into the existing linear weights",
 )

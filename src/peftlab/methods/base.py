@@ -3,6 +3,11 @@
 A method has a name, a documented default learning rate, a settings class (a dataclass: a peft config for
 the methods peft has, a small dataclass of our own otherwise) and four operations: default settings for a
 model, apply, save, load. The training loop knows nothing else about methods.
+
+For export (`peftlab.export`) a method also says what can be done with its trained model: `merge` folds the
+update into the base weights (methods that cannot say why in `merge_blocker`), `export_adapter` writes the
+adapter on its own (refused with `adapter_blocker`), and `update_tensors` names the saved tensors that are a
+weight update, which adapter compression may sparsify and quantize.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ class Method:
     settings_class: type  # dataclass whose fields are the method's settings
     defaults: dict[str, Any] = field(default_factory=dict)  # our defaults for those fields
     mergeable: bool = False  # can the trained update be folded into the base weights?
+    merge_blocker: str = "it has no merge operation"  # why not, when it cannot (said to the user)
+    adapter_blocker: str = ""  # non-empty: exporting an adapter on its own is refused, for this reason
+    # saved tensors that are a weight update, by name component -> the value they start from (the update is
+    # tensor - start); empty: the method's files cannot be compressed as an update
+    update_tensors: dict[str, float] = field(default_factory=dict)
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
@@ -68,6 +78,23 @@ class Method:
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         """Restore the trained model from `save`'s files on top of a freshly loaded base."""
         raise NotImplementedError
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """The trained model as a plain transformers model, the update folded into the base weights."""
+        raise self.merge_error()
+
+    def export_adapter(self, model: nn.Module, directory: Path) -> None:
+        """Write the trained update on its own, loadable on top of the base (the method's saved format)."""
+        if self.adapter_blocker:
+            raise self.adapter_error()
+        self.save(model, directory)
+
+    def merge_error(self) -> MethodError:
+        return MethodError(f"method '{self.name}' cannot be merged into the base weights: {self.merge_blocker}; "
+                           "export it with --adapter instead")
+
+    def adapter_error(self) -> MethodError:
+        return MethodError(f"method '{self.name}' has no adapter to export: {self.adapter_blocker}")
 
 
 def parse_learning_rate(method_name: str, value: Any) -> float:

@@ -36,6 +36,9 @@ class BitFit(Method):
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         return load_trainable_tensors(self.apply(base_model, {}), directory)
 
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model  # the trained tensors are the base's own: loaded, they are the merged model
+
 
 BITFIT = BitFit(
     name="bitfit",

@@ -25,6 +25,9 @@ class FullFineTuning(Method):
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         return type(base_model).from_pretrained(directory, use_safetensors=True)
 
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model  # the trained model is already a complete transformers model
+
 
 FULL = FullFineTuning(
     name="full",
@@ -32,4 +35,6 @@ FULL = FullFineTuning(
     learning_rate=5e-5,
     settings_class=FullConfig,
     mergeable=True,
+    adapter_blocker="full fine-tuning changes every weight, so there is no adapter apart from the base; "
+    "export the complete model with --merged OUT",
 )

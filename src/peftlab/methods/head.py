@@ -28,11 +28,14 @@ class HeadOnly(Method):
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         return load_trainable_tensors(self.apply(base_model, {}), directory)
 
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model  # the trained tensors are the base's own: loaded, they are the merged model
+
 
 HEAD = HeadOnly(
     name="head",
     summary="linear probe: only the classifier head trains",
-    learning_rate=5e-3,
+    learning_rate=5e-2,
     settings_class=HeadConfig,
     mergeable=True,
 )

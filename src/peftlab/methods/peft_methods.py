@@ -48,6 +48,13 @@ class PeftLibraryMethod(Method):
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
         return PeftModel.from_pretrained(base_model, directory)
 
+    def merge(self, model: nn.Module) -> nn.Module:
+        if not self.mergeable:
+            return super().merge(model)
+        return model.merge_and_unload()  # peft folds the update in and unwraps the trained head
+
+
+LORA_UPDATE = {"lora_A": 0.0, "lora_B": 0.0}  # DoRA's lora_magnitude_vector is a norm, not an update
 
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1, "target_modules": "all-linear"}
 
@@ -58,6 +65,7 @@ LORA = PeftLibraryMethod(
     settings_class=LoraConfig,
     defaults=dict(LORA_DEFAULTS),
     mergeable=True,
+    update_tensors=dict(LORA_UPDATE),
 )
 
 DORA = PeftLibraryMethod(
@@ -67,6 +75,7 @@ DORA = PeftLibraryMethod(
     settings_class=LoraConfig,
     defaults={**LORA_DEFAULTS, "use_dora": True},
     mergeable=True,
+    update_tensors=dict(LORA_UPDATE),
 )
 
 IA3 = PeftLibraryMethod(
@@ -76,6 +85,7 @@ IA3 = PeftLibraryMethod(
     settings_class=IA3Config,
     defaults={},
     mergeable=True,
+    update_tensors={"ia3_l": 1.0},  # rescaling vectors start at 1
 )
 
 PROMPT = PeftLibraryMethod(
@@ -84,6 +94,8 @@ PROMPT = PeftLibraryMethod(
     learning_rate=3e-2,
     settings_class=PromptTuningConfig,
     defaults={"num_virtual_tokens": 20, "prompt_tuning_init": "SAMPLE_VOCAB"},
+    merge_blocker="prompt tuning prepends learned virtual-token embeddings to every input; they are extra "
+    "inputs, not a change of any weight, so there is nothing to fold them into",
 )
 
 PREFIX = PeftLibraryMethod(
@@ -92,4 +104,6 @@ PREFIX = PeftLibraryMethod(
     learning_rate=1e-2,
     settings_class=PrefixTuningConfig,
     defaults={"num_virtual_tokens": 20},
+    merge_blocker="prefix tuning adds learned key/value prefixes to the attention of every layer; they are "
+    "extra tokens, not a change of any weight, so they cannot be folded into the weights",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -89,4 +90,66 @@ def _title(results: dict[str, Any]) -> str:
 
 
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(comparison_table(results))
+    """The comparison table, then the robustness table when the runs have robustness results."""
+    console = console or Console()
+    console.print(comparison_table(results))
+    print_robustness_table(results, console)
+
+
+# --- robustness -------------------------------------------------------------------------------------------------
+
+ROBUSTNESS_FAMILIES = ("char", "word", "noise", "distractor")  # see peftlab.evaluate.perturb.FAMILIES
+
+
+def with_interval(value: float | None, ci95: list[float] | None) -> str:
+    """A share as a percentage with its 95% interval: 85.2 [82–88]."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}" + (f" [{100 * ci95[0]:.0f}–{100 * ci95[1]:.0f}]" if ci95 else "")
+
+
+def robustness_table(results: dict[str, Any]) -> Table | None:
+    """Per method: clean accuracy, accuracy per perturbation family, mean robust drop, attack success rates."""
+    runs = [run for run in results["runs"] if run["status"] == "ok" and run.get("robustness")]
+    if not runs:
+        return None
+    has_set = any("robust_set" in run["robustness"] for run in runs)
+    columns = ["method", "clean", *ROBUSTNESS_FAMILIES, "drop pts", "word attack", "char attack"]
+    table = Table(*columns, *(["robust set"] if has_set else []), box=box.SIMPLE_HEAD, title_justify="left",
+                  title=_robustness_title(next((r["robustness"] for r in runs if "attacks" in r["robustness"]), {})))
+    for run in runs:
+        table.add_row(run["method"], *_robustness_cells(run["robustness"], has_set))
+    return table
+
+
+def _robustness_cells(robustness: dict, has_set: bool) -> list[str]:
+    if robustness.get("status") == "failed":
+        return [f"[red]failed: {robustness.get('reason', '')}[/red]"]
+    families, attacks = robustness.get("families", {}), robustness.get("attacks", {})
+    cells = [with_interval(robustness["clean_accuracy"], robustness["clean_ci95"])]
+    cells += [with_interval(families[f]["accuracy"], families[f]["ci95"]) if f in families else "-"
+              for f in ROBUSTNESS_FAMILIES]
+    drop = robustness.get("drop_points")
+    cells.append("-" if drop is None else f"{drop:+.1f}")
+    cells += [with_interval(attacks[a]["success_rate"], attacks[a]["ci95"]) if a in attacks else "-"
+              for a in ("word_substitution", "char_edit")]
+    if has_set:
+        robust_set = robustness.get("robust_set")
+        cells.append(with_interval(robust_set["accuracy"], robust_set["ci95"]) if robust_set else "-")
+    return cells
+
+
+def _robustness_title(first: dict) -> str:
+    attack = first.get("attacks", {}).get("word_substitution", {})
+    severity = first.get("severity")
+    touched = f"{100 * severity:.0f}%" if isinstance(severity, (int, float)) else "-"
+    return (f"robustness: accuracy % [95% CI] on {first.get('examples', '-')} test examples, perturbations touching "
+            f"{touched} of the words; drop = clean − mean perturbed, in points; attack success % of the correctly "
+            f"classified among {attack.get('examples', '-')} examples, at most {attack.get('query_budget', '-')} "
+            "queries each")
+
+
+def print_robustness_table(results: dict[str, Any], console: Console | None = None) -> None:
+    table = robustness_table(results)
+    if table is not None:
+        (console or Console()).print(table)

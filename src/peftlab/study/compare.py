@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +22,9 @@ from accelerate.utils import set_seed
 
 from peftlab.errors import ConfigError
 from peftlab.evaluate import evaluate_split, inference_ms_per_example
+from peftlab.evaluate.attacks import AttackSettings
+from peftlab.evaluate.robustness import (RobustnessSettings, RobustnessSuite, base_input_embeddings, build_suite,
+                                         evaluate_robustness)
 from peftlab.measure import PeakMemory, directory_bytes, parameter_counts, release_free_memory
 from peftlab.methods import DEFAULT_METHODS, get_method, parse_methods, read_method_config
 from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
@@ -58,6 +62,12 @@ class CompareConfig:
     seed: int = 0
     out: str = "runs/compare"
     trust_remote_code: bool = False
+    robustness: bool = True  # perturbed test sets and attacks after each run (docs/MEASUREMENT.md)
+    robust_set: str | None = None  # a labelled file every method is also evaluated on
+    perturb_examples: int = 500
+    perturb_severity: float = 0.2
+    attack_examples: int = 50
+    attack_query_budget: int = 100
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
@@ -67,6 +77,19 @@ class CompareConfig:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; pass a folder (it is created if missing)")
+        if self.robust_set and not self.robustness:
+            raise ConfigError("--robust-set needs the robustness evaluation; drop --no-robustness")
+        if self.robustness:
+            self.robustness_settings().check()
+
+    def robustness_settings(self) -> RobustnessSettings | None:
+        if not self.robustness:
+            return None
+        return RobustnessSettings(
+            perturb_examples=self.perturb_examples, severity=self.perturb_severity,
+            attack_examples=self.attack_examples, attack=AttackSettings(query_budget=self.attack_query_budget),
+            robust_set=self.robust_set, seed=self.seed,
+        )
 
     def budget(self) -> dict[str, Any]:
         keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples")
@@ -83,6 +106,7 @@ class Study:
     tokenizer: Any
     methods: list[str]
     overrides: dict[str, dict[str, Any]]
+    robustness: RobustnessSuite | None = None  # built once by compare(), used by every run
 
 
 def prepare_study(config: CompareConfig) -> Study:
@@ -107,10 +131,13 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
         "model": config.model,
         "model_path": study.model_ref.path,
         "data": config.data,
+        "subset": config.subset,
+        "split": config.split,
         "dataset_sha256": study.task.sha256,
         "task": study.task.describe(),
         "seed": config.seed,
         "budget": config.budget(),
+        "robustness": study.robustness.describe() if study.robustness else None,
         "methods": study.methods,
         "versions": package_versions(),
         "hardware": hardware(accelerator.device),
@@ -124,6 +151,7 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
     study = prepare_study(config)
     accelerator = Accelerator()
     encoded = encode_task(study.task, study.tokenizer, config.max_length)
+    study.robustness = build_robustness_suite(study)
     out = Path(config.out)
     results = {"study": study_header(study, accelerator), "runs": []}
     for name in study.methods:
@@ -134,6 +162,18 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
         if on_run_done:
             on_run_done(record)
     return results
+
+
+def build_robustness_suite(study: Study) -> RobustnessSuite | None:
+    """The perturbed sets, attack examples and embedding neighbours every run is evaluated on (None when off)."""
+    settings = study.config.robustness_settings()
+    if settings is None:
+        return None
+    start = time.perf_counter()
+    embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
+    suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings)
+    suite.build_seconds = time.perf_counter() - start
+    return suite
 
 
 def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path) -> dict[str, Any]:
@@ -184,6 +224,18 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
+    if study.robustness is not None:
+        record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
+                                                  lambda text: _write_log(out, f"{name}.robustness", text))
+
+
+def measure_robustness(model, tokenizer, suite: RobustnessSuite, device, write_log: Callable[[str], None]) -> dict:
+    """The run's robustness record; a failure here is recorded in it (with a log) and leaves the run ok."""
+    try:
+        return evaluate_robustness(model, tokenizer, suite, device)
+    except Exception as error:  # noqa: BLE001 - the trained run and its other measurements stay valid
+        write_log(traceback.format_exc())
+        return {"status": "failed", "reason": f"{type(error).__name__}: {str(error).strip()[:200]}"}
 
 
 def save_artifact(study: Study, name: str, run_config: dict, model, out: Path) -> Path:

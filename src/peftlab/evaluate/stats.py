@@ -1,0 +1,41 @@
+"""Confidence intervals for accuracies and rates.
+
+The Wilson score interval for a share of successes (accuracy, attack success rate): unlike the normal
+approximation it stays inside [0, 1] and behaves at 0/n and n/n. A percentile bootstrap for means of per-example
+scores (mean accuracy over several perturbations of the same examples). Written here (a few lines each) rather
+than imported from scipy/statsmodels, which peftlab does not otherwise need.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z_95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> list[float] | None:
+    """[low, high] of the Wilson score interval for successes / trials; None when there are no trials."""
+    if trials <= 0:
+        return None
+    share = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half_width = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
+    return [max(0.0, centre - half_width), min(1.0, centre + half_width)]
+
+
+def rate(successes: int, trials: int) -> float | None:
+    return successes / trials if trials > 0 else None
+
+
+def bootstrap_mean_interval(values, resamples: int = 2000, seed: int = 0) -> list[float] | None:
+    """[low, high]: the 2.5th and 97.5th percentiles of the mean over ``resamples`` seeded resamples of ``values``
+    (with replacement); None for no values. For means of per-example scores that are not 0/1 counts."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
