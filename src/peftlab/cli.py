@@ -146,6 +146,43 @@ def export_command(
     print_export(summary, console)
 
 
+@app.command("estimate")
+def estimate_command(
+    model: str = typer.Option(..., help="Built-in name (e.g. llama-3.1-8b), config.json, model folder, alias or HF id (config only)."),
+    methods: str = typer.Option("full,lora,qlora", help="Comma-separated methods: the registry's, plus qlora."),
+    seq_len: int = typer.Option(2048, help="Tokens per sequence."),
+    batch_size: int = typer.Option(8, help="Sequences per step (per GPU)."),
+    dtype: str = typer.Option("bf16", help="fp32, bf16, fp16 (pure 16-bit) or mixed (fp32 master weights, bf16 autocast)."),
+    optimizer: str = typer.Option("adamw", help="adamw, adamw8bit or sgd."),
+    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute each layer in backward."),
+    optimizer_in_backward: bool = typer.Option(False, "--optimizer-in-backward", help="Update each parameter as soon as its gradient exists."),
+    gpu: str = typer.Option("H100-80GB", help="GPU for the step time: RTX4090-24GB, L4-24GB, A100-40GB, A6000-48GB, L40S-48GB, A100-80GB, H100-80GB, H200-141GB."),
+    utilisation: float = typer.Option(0.4, help="Share of the GPU's peak FLOP/s a step achieves."),
+    task: Optional[str] = typer.Option(None, help="causal-lm or classification (default: causal-lm for decoders)."),
+    recipe: str = typer.Option("hf", help="Software modelled: hf (transformers + peft) or torchtune."),
+    padded: bool = typer.Option(False, "--padded", help="Batches are padded (an attention mask reaches attention)."),
+    method_config: Optional[str] = typer.Option(None, help="YAML of per-method settings, e.g. `lora: {r: 16}`."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per method."),
+) -> None:
+    """Estimate what each method costs at the target scale, from the model's config alone (no weights)."""
+    import json
+    from dataclasses import asdict
+
+    from peftlab.estimate import EstimateSettings, estimate
+    from peftlab.estimate.load import read_method_overrides
+    from peftlab.estimate.table import print_estimate
+
+    names = [name.strip() for name in methods.split(",") if name.strip()]
+    settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, optimizer=optimizer,
+                                grad_checkpointing=grad_checkpointing, optimizer_in_backward=optimizer_in_backward,
+                                gpu=gpu, utilisation=utilisation, task=task, recipe=recipe, padded=padded)
+    results = estimate(model, names, settings, read_method_overrides(method_config, names))
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    print_estimate(results, asdict(settings), console)
+
+
 def main() -> None:
     try:
         app()

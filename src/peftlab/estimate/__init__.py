@@ -1,0 +1,14 @@
+"""estimate: what full fine-tuning and each PEFT method cost at a target scale, from the model's config alone.
+
+An analytic model (docs/ESTIMATE.md): parameters, memory (weights, gradients, optimizer state, activations),
+FLOPs per token, step time on a GPU, checkpoint size, and the GPUs a run fits on.
+"""
+
+from peftlab.estimate.architecture import ModelFacts, facts_from_config
+from peftlab.estimate.estimate import estimate, estimate_method, estimate_run
+from peftlab.estimate.settings import EstimateSettings
+from peftlab.estimate.gpus import GPUS, get_gpu
+from peftlab.estimate.load import load_facts
+
+__all__ = ["GPUS", "EstimateSettings", "ModelFacts", "estimate", "estimate_method", "estimate_run",
+           "facts_from_config", "get_gpu", "load_facts"]
