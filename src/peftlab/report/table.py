@@ -94,6 +94,11 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
     console = console or Console()
     console.print(comparison_table(results))
     print_robustness_table(results, console)
+    from peftlab.report.estimate_check import estimate_check_table  # imports this module's helpers
+
+    check = estimate_check_table(results)
+    if check is not None:
+        console.print(check)
 
 
 # --- robustness -------------------------------------------------------------------------------------------------

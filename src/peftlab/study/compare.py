@@ -28,6 +28,7 @@ from peftlab.evaluate.robustness import (RobustnessSettings, RobustnessSuite, ba
 from peftlab.measure import PeakMemory, directory_bytes, parameter_counts, release_free_memory
 from peftlab.methods import DEFAULT_METHODS, get_method, parse_methods, read_method_config
 from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.study.estimates import estimate_versus_measured
 from peftlab.study.results import RESULTS_FILE, command_line, hardware, package_versions, write_json_atomic
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
@@ -223,6 +224,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
         "inference_ms_per_example": latency_ms,
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
+    record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
+                                                  config.batch_size, accelerator.device, config.seed)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     if study.robustness is not None:
         record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,

@@ -1,0 +1,36 @@
+"""Measured next to estimated: every run checks the analytic cost model (`peftlab.estimate`) on itself.
+
+Peak memory: the estimate for the run's shape (batch size, longest training example) sits next to the measured
+peak (RSS on CPU, so allocator overhead makes the measurement larger; see docs/ESTIMATE.md). FLOPs: one forward
+and backward on the run's first training batch, counted by ``FlopCounterMode``, next to the estimate for that
+batch's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from peftlab.estimate import estimate_run
+from peftlab.estimate.trace import count_step_flops
+from peftlab.tasks.encode import train_loader
+
+
+def estimate_versus_measured(model, train_dataset, tokenizer, method_name: str, run_config: dict[str, Any],
+                             batch_size: int, device: torch.device, seed: int) -> dict[str, Any]:
+    longest = max(train_dataset["length"])
+    peak = estimate_run(model.config, method_name, run_config, batch_size, longest, device=device.type)
+    batch = next(iter(train_loader(train_dataset, tokenizer, batch_size, seed)))
+    batch = {key: value.to(device) for key, value in batch.items()}
+    rows, seq_len = batch["input_ids"].shape
+    counted = count_step_flops(model, batch)
+    model.eval()
+    estimated = estimate_run(model.config, method_name, run_config, rows, seq_len, device=device.type)
+    return {
+        "peak_memory_bytes": peak["peak_memory_bytes"],
+        "peak_memory_shape": [batch_size, longest],
+        "flops_per_step_estimated": estimated["flops_per_step"],
+        "flops_per_step_counted": counted,
+        "flops_shape": [rows, seq_len],
+    }
