@@ -42,7 +42,7 @@ TEXTS = ["the movie was great and wonderful", "awful boring plot", "it was the f
 
 def budget(tiny_bert_dir, tiny_task_csv, out, methods, seed=0) -> CompareConfig:
     return CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=methods, max_steps=3,
-                         batch_size=16, seed=seed, out=str(out))
+                         batch_size=16, seed=seed, out=str(out), robustness=False)
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +250,7 @@ def test_compression_writes_the_reported_sizes_and_loads_at_every_density(study,
     assert all(row["accuracy_uncompressed"] == recorded["metrics"]["accuracy"] for row in rows)  # same test split
     batch = batch_of(adapter)
     uncompressed = logits_of(load_adapter(adapter), batch)
+    payloads = []
     for row in rows:
         folder = adapter / row["folder"]
         compact = folder / COMPACT_FILE
@@ -276,8 +277,12 @@ def test_compression_writes_the_reported_sizes_and_loads_at_every_density(study,
             row["accuracy"] - row["accuracy_uncompressed"])
         if row["density"] == 1.0:  # int8 only: close to the original
             torch.testing.assert_close(logits_of(loaded, batch), uncompressed, rtol=0, atol=1e-2)
+        payloads.append(payload)
     ratios = [row["size_ratio"] for row in rows]
-    assert ratios == sorted(ratios) and ratios[-1] < 0.35  # int8 of fp32 is a quarter, plus the head
+    assert ratios == sorted(ratios) and ratios[-1] < 1
+    # on this tiny model the safetensors headers (names, shapes, offsets) weigh as much as the numbers; the
+    # numbers alone: int8 of fp32 is a quarter, plus the fp32 head and the scales
+    assert payloads[-1] / sum(v.numel() * v.element_size() for v in original.values()) < 0.3
 
 
 def AutoPeftModelForSequenceClassificationLoader(folder):
@@ -303,9 +308,14 @@ def test_compress_keeps_the_largest_update_entries_and_quantizes_them():
             assert torch.equal(torch.sign(approx[kept]), torch.sign(delta[kept]))
             if quantize == "sign":  # one magnitude: the mean of the kept ones
                 assert torch.allclose(approx[kept].abs(), delta.abs()[kept].mean().expand(int(kept.sum())))
-                assert compact[f"{name}/values"].numel() == math.ceil(int(kept.sum()) / 8)  # one bit each
             else:
                 assert (approx[kept] - delta[kept]).abs().max() <= delta.abs().max() / 254 + 1e-7
+        # one mask bit per update entry; per kept entry one byte (int8) or one bit (sign); one scale per tensor
+        kept_counts = [round(0.25 * 64), round(0.25 * 8)]
+        assert compact["updates.masks"].numel() == 64 // 8 + 8 // 8
+        assert compact["updates.values"].numel() == (sum(kept_counts) if quantize == "int8"
+                                                     else sum(math.ceil(k / 8) for k in kept_counts))
+        assert compact["updates.scales"].numel() == 2
 
 
 # --- serving -----------------------------------------------------------------------------------------------------

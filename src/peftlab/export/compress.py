@@ -12,9 +12,11 @@ rescaling vectors; the method's `update_tensors`). For each such tensor, indepen
 
 Other tensors (the trained classifier head, DoRA's magnitude vector) are kept as they are.
 
-The compact form is one safetensors file: per update tensor a bit mask of the kept positions (packed, 1 bit per
-entry; left out when everything is kept), the kept values (int8, or packed sign bits) and the scale; the kept
-tensors verbatim; shapes, dtypes and start values in the file's metadata. Its size on disk is the size we report.
+The compact form is one safetensors file with three streams, each the concatenation over the update tensors:
+the bit masks of the kept positions (packed, 1 bit per entry; none for a tensor whose entries are all kept), the
+kept values (int8, or packed sign bits) and the scales (float32); the other tensors verbatim under their names;
+the update tensors' names, shapes, dtypes, start values and kept counts in the file's metadata (one short JSON
+list, so the header stays small). Its size on disk is the size we report.
 peft cannot read it, so next to it we write the ordinary ``adapter_model.safetensors`` decoded from it (dense
 floats, as large as the original): that is what loads, and it equals ``decompress(compact file)`` exactly.
 
@@ -39,6 +41,9 @@ from peftlab.errors import ConfigError
 COMPACT_FILE = "adapter_compressed.safetensors"
 FORMAT = "peftlab-compressed-adapter-v1"
 QUANTIZERS = ("int8", "sign")
+# the update tensors' parts, each one stream (concatenated in the order of the metadata's `updates` list)
+MASKS, VALUES, SCALES = "updates.masks", "updates.values", "updates.scales"
+STREAMS = (MASKS, VALUES, SCALES)
 
 
 def parse_densities(text: str | list | tuple) -> list[float]:
@@ -78,17 +83,22 @@ def compress(tensors: dict[str, Tensor], update_tensors: dict[str, float], densi
     """(compact tensors, metadata) for a state dict: see the module docstring."""
     check_quantizer(quantize)
     compact: dict[str, Tensor] = {}
-    layout: dict[str, dict] = {}
+    layout: list[list] = []  # [name, shape, dtype, start, kept] per update tensor, in stream order
+    streams: dict[str, list[Tensor]] = {MASKS: [], VALUES: [], SCALES: []}
     for name, tensor in tensors.items():
         start = update_start(name, update_tensors)
         if start is None:
             compact[name] = tensor.detach().contiguous().cpu()
             continue
         parts, kept = _compress_update(tensor.detach().float().cpu() - start, density, quantize)
-        compact.update({f"{name}/{key}": value for key, value in parts.items()})
-        layout[name] = {"shape": list(tensor.shape), "dtype": str(tensor.dtype).removeprefix("torch."),
-                        "start": start, "kept": kept}
-    metadata = {"format": FORMAT, "density": repr(density), "quantize": quantize, "updates": json.dumps(layout)}
+        for stream, part in parts.items():
+            streams[stream].append(part)
+        layout.append([name, list(tensor.shape), str(tensor.dtype).removeprefix("torch."), start, kept])
+    for stream, parts in streams.items():
+        if parts:
+            compact[stream] = torch.cat(parts)
+    metadata = {"format": FORMAT, "density": repr(density), "quantize": quantize,
+                "updates": json.dumps(layout, separators=(",", ":"))}
     return compact, metadata
 
 
@@ -100,18 +110,18 @@ def _compress_update(delta: Tensor, density: float, quantize: str) -> tuple[dict
     if kept < count:
         mask = torch.zeros(count, dtype=torch.bool)
         mask[torch.topk(flat.abs(), kept, sorted=False).indices] = True
-        parts["mask"] = _pack_bits(mask)
+        parts[MASKS] = _pack_bits(mask)
         values = flat[mask]  # ascending position order
     else:
         values = flat
     if quantize == "int8":
         scale = float(values.abs().max()) / 127 if kept else 0.0
         scale = scale if scale > 0 else 1.0
-        parts["values"] = torch.round(values / scale).clamp(-127, 127).to(torch.int8)
+        parts[VALUES] = torch.round(values / scale).clamp(-127, 127).to(torch.int8).view(torch.uint8)
     else:
         scale = float(values.abs().mean()) if kept else 0.0
-        parts["values"] = _pack_bits(values >= 0)
-    parts["scale"] = torch.tensor([scale], dtype=torch.float32)
+        parts[VALUES] = _pack_bits(values >= 0)
+    parts[SCALES] = torch.tensor([scale], dtype=torch.float32)
     return parts, kept
 
 
@@ -119,23 +129,27 @@ def decompress(compact: dict[str, Tensor], metadata: dict[str, str]) -> dict[str
     """The dense state dict a compact form encodes (what the loadable adapter_model.safetensors holds)."""
     if metadata.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} file (format {metadata.get('format')!r})")
-    layout = json.loads(metadata["updates"])
     quantize = metadata["quantize"]
-    dense = {name: tensor for name, tensor in compact.items() if "/" not in name}
-    for name, entry in layout.items():
-        count, kept = math.prod(entry["shape"]), entry["kept"]
-        scale = float(compact[f"{name}/scale"][0])
+    dense = {name: tensor for name, tensor in compact.items() if name not in STREAMS}
+    masks, values, scales = (compact.get(stream, torch.zeros(0, dtype=torch.uint8)) for stream in STREAMS)
+    mask_at = values_at = 0
+    for index, (name, shape, dtype, start, kept) in enumerate(json.loads(metadata["updates"])):
+        count = math.prod(shape)
         if quantize == "int8":
-            values = compact[f"{name}/values"].float() * scale
+            kept_values = values[values_at:values_at + kept].view(torch.int8).float() * scales[index]
+            values_at += kept
         else:
-            values = (_unpack_bits(compact[f"{name}/values"], kept).float() * 2 - 1) * scale
-        flat = torch.zeros(count, dtype=torch.float32)
-        if f"{name}/mask" in compact:
-            flat[_unpack_bits(compact[f"{name}/mask"], count)] = values
+            size = math.ceil(kept / 8)
+            kept_values = (_unpack_bits(values[values_at:values_at + size], kept).float() * 2 - 1) * scales[index]
+            values_at += size
+        if kept < count:
+            size = math.ceil(count / 8)
+            flat = torch.zeros(count, dtype=torch.float32)
+            flat[_unpack_bits(masks[mask_at:mask_at + size], count)] = kept_values
+            mask_at += size
         else:
-            flat = values.clone()
-        dtype = getattr(torch, entry["dtype"])
-        dense[name] = (flat + entry["start"]).reshape(entry["shape"]).to(dtype)
+            flat = kept_values
+        dense[name] = (flat + start).reshape(shape).to(getattr(torch, dtype))
     return dense
 
 
@@ -163,15 +177,15 @@ def compress_file(adapter_file: Path, out_folder: Path, update_tensors: dict[str
     compact_bytes = save_compact(out_folder / COMPACT_FILE, compact, metadata)
     dense = load_compact(out_folder / COMPACT_FILE)  # decode what was written: the loadable adapter IS the compact one
     save_file(dense, str(out_folder / adapter_file.name), metadata=original_metadata)
-    layout = json.loads(metadata["updates"])
+    layout = {name: (shape, kept) for name, shape, _, _, kept in json.loads(metadata["updates"])}
     return {
         "density": density,
         "quantize": quantize,
         "compressed_bytes": compact_bytes,
         "adapter_bytes": adapter_file.stat().st_size,
         "size_ratio": compact_bytes / adapter_file.stat().st_size,
-        "update_entries": sum(math.prod(e["shape"]) for e in layout.values()),
-        "kept_entries": sum(e["kept"] for e in layout.values()),
+        "update_entries": sum(math.prod(shape) for shape, _ in layout.values()),
+        "kept_entries": sum(kept for _, kept in layout.values()),
         "other_entries": sum(t.numel() for name, t in tensors.items() if name not in layout),
     }
 
