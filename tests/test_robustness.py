@@ -172,11 +172,14 @@ def weak(tokenizer, embeddings):
     model = KeywordModel(tokenizer.convert_tokens_to_ids("good"))
     vocabulary = whole_word_vocabulary(tokenizer, embeddings.shape[0])
     neighbours = neighbour_table({"good", "movie", "actors", "film"}, vocabulary, embeddings, AttackSettings())
+    weak = SimpleNamespace(model=model, neighbours=neighbours, vocabulary=vocabulary, asked=0)
 
-    def score(texts, pairs):
+    def score(texts, pairs):  # every text asked for is one query (identical texts are scored once underneath)
+        weak.asked += len(texts)
         return predict_probabilities(model, tokenizer, texts, pairs, 64, 16, "cpu")
 
-    return SimpleNamespace(model=model, neighbours=neighbours, score=score, vocabulary=vocabulary)
+    weak.score = score
+    return weak
 
 
 def test_whole_word_vocabulary_and_neighbours(weak):
@@ -211,15 +214,15 @@ def test_attacks_flip_the_weak_model_within_budget(weak):
 @pytest.mark.parametrize("name", ["word_substitution", "char_edit"])
 @pytest.mark.parametrize("budget", [1, 2, 3, 5, 8, 13, 40])
 def test_attack_never_exceeds_its_budget(weak, name, budget):
-    """Counted at the model: every text scored is one query, and no attack scores more than its budget."""
+    """Counted at the scorer: every text asked for is one query, and no attack asks for more than its budget."""
     texts = ["the movie was really quite long and the actors seemed tired of the whole thing", "good",
              "a good film with a great cast", "not a good movie at all, bad acting and a very weak plot"]
     labels = [0, 1, 1, 1]
     for text, label in zip(texts, labels):
-        weak.model.calls = 0
+        weak.asked = 0
         outcome = run_attacks(weak.score, [text], None, [label], weak.neighbours, AttackSettings(query_budget=budget),
                               names=(name,))[0][name]
-        assert weak.model.calls == outcome.queries or not outcome.correct, (text, outcome)
+        assert weak.asked == (outcome.queries if outcome.correct else 1), (text, outcome)
         assert outcome.queries <= budget, (text, outcome)
 
 
@@ -230,6 +233,16 @@ def test_attack_budget_is_used_up_on_an_unflippable_model(tokenizer):
     text = "the movie was really quite long and the actors seemed tired of the whole thing"
     outcome = run_attacks(score, [text], None, [0], {}, AttackSettings(query_budget=20), names=("char_edit",))[0]
     assert not outcome["char_edit"].success and outcome["char_edit"].queries == 20 == model.calls
+
+
+def test_identical_inputs_are_scored_once_and_in_order(tokenizer):
+    model = KeywordModel(tokenizer.convert_tokens_to_ids("good"))
+    texts = ["a good film", "A GOOD FILM", "a bad film", "a good film", "an awful, long and dull film", "good"]
+    probabilities = predict_probabilities(model, tokenizer, texts, None, 32, 2, "cpu")
+    assert model.calls == 4  # the uncased tokenizer sees "A GOOD FILM" as "a good film"
+    assert probabilities.argmax(axis=1).tolist() == [1, 1, 0, 1, 0, 1]
+    pairs = predict_probabilities(model, tokenizer, ["a film"] * 3, ["good", "bad", "good"], 32, 8, "cpu")
+    assert pairs.argmax(axis=1).tolist() == [1, 0, 1] and model.calls == 6
 
 
 # --- skipped inputs and the robust set --------------------------------------------------------------------------
@@ -455,8 +468,10 @@ def test_e2e_compare_reports_robustness_for_every_method(minilm_study):
         assert robustness["robust_set"]["skipped"]["fewer_than_2_words"] == 1
         assert re.search(rf"^ *{method} +\d+\.\d \[\d+–\d+\]", done.stdout, re.MULTILINE), done.stdout
     assert "robustness: accuracy %" in done.stdout and "Traceback" not in done.stderr
-    rows = [line for line in done.stdout.splitlines() if line.startswith("│")]
-    assert len(rows) == len(E2E_METHODS), "the robustness table has no │ rows: the main table's rows stay countable"
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("robustness: accuracy %"))
+    table = lines[start:start + 8 + len(E2E_METHODS)]
+    assert not any(line.startswith("│") for line in table), "no │ rows: the main table's rows stay countable"
 
 
 @pytest.mark.e2e

@@ -60,21 +60,12 @@ def _auto_config(model: str, trust_remote_code: bool):
 def read_method_overrides(path: str | Path | None, methods: list[str]) -> dict[str, dict]:
     """Per-method overrides from a YAML file (`lora: {r: 16}`), the format `compare --method-config` reads;
     `qlora` takes LoRA's keys. Unknown methods or keys are errors."""
-    import yaml
-
-    from peftlab.errors import ConfigError
     from peftlab.estimate.plans import resolve_settings
+    from peftlab.methods.registry import read_overrides_file
 
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as error:
-        raise ConfigError(f"cannot read --method-config {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--method-config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) or v is None for v in data.values()):
-        raise ConfigError(f"--method-config {path} must map method names to settings, e.g. `lora: {{r: 16}}`")
+    data = read_overrides_file(path)
     overrides = {name: dict(values or {}) for name, values in data.items()}
     for name, values in overrides.items():
         resolve_settings(name, values)

@@ -40,7 +40,7 @@ class RobustnessSettings:
     attack_examples: int = 50  # of those, attacked; the same for every method
     attack: AttackSettings = field(default_factory=AttackSettings)
     robust_set: str | None = None
-    batch_size: int = 64
+    batch_size: int = 128
     seed: int = 0
 
     def check(self) -> None:
@@ -249,21 +249,31 @@ def _is_int_string(name: str) -> bool:
 @torch.no_grad()
 def predict_probabilities(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int,
                           batch_size: int, device) -> np.ndarray:
-    """Class probabilities for each text (and pair), in order; batches of similar length, truncated like training."""
+    """Class probabilities for each text (and pair), in order, truncated like training. Texts that tokenize the
+    same (e.g. re-cased ones, for an uncased tokenizer) are scored once; batches hold texts of similar length in
+    tokens, so there is little padding."""
     model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]) + (len(pairs[i]) if pairs else 0))
+    if not texts:
+        return np.zeros((0, 0))
+    distinct_index: dict[tuple, int] = {}  # token ids -> index among the distinct inputs
+    first, inverse = [], []  # first row of each distinct input; each row's distinct input
+    for row, ids in enumerate(tokenizer(texts, pairs, truncation=True, max_length=max_length)["input_ids"]):
+        if tuple(ids) not in distinct_index:
+            distinct_index[tuple(ids)] = len(first)
+            first.append(row)
+        inverse.append(distinct_index[tuple(ids)])
+    lengths = [len(ids) for ids in distinct_index]
+    order = sorted(range(len(first)), key=lengths.__getitem__)
     chunks = []
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        batch = tokenizer([texts[i] for i in rows], [pairs[i] for i in rows] if pairs else None, truncation=True,
-                          max_length=max_length, padding=True, return_tensors="pt")
+        batch_rows = [first[k] for k in order[start:start + batch_size]]
+        batch = tokenizer([texts[i] for i in batch_rows], [pairs[i] for i in batch_rows] if pairs else None,
+                          truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         logits = model(**{key: value.to(device) for key, value in batch.items()}).logits
         chunks.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    if not chunks:
-        return np.zeros((0, 0))
-    probabilities = np.empty_like(np.concatenate(chunks))
-    probabilities[np.asarray(order)] = np.concatenate(chunks)
-    return probabilities
+    distinct = np.empty_like(np.concatenate(chunks))
+    distinct[np.asarray(order)] = np.concatenate(chunks)
+    return distinct[np.asarray(inverse)]
 
 
 def evaluate_robustness(model, tokenizer, suite: RobustnessSuite, device) -> dict:
@@ -280,7 +290,8 @@ def evaluate_robustness(model, tokenizer, suite: RobustnessSuite, device) -> dic
     result = {"examples": len(clean), "severity": settings.severity, **_accuracy(clean_correct, "clean_")}
     result["perturbations"] = {name: _perturbation(hits, clean_correct) for name, hits in correct.items()}
     pooled = _pooled(correct, clean_correct, settings.seed)
-    result.update(perturbed_accuracy=pooled["accuracy"], perturbed_ci95=pooled["ci95"], drop_points=pooled["drop_points"])
+    result.update(perturbed_accuracy=pooled["accuracy"], perturbed_ci95=pooled["ci95"],
+                  drop_points=pooled["drop_points"])
     result["families"] = {family: _pooled({n: correct[n] for n in members if n in correct}, clean_correct,
                                           settings.seed)
                           for family, members in FAMILIES.items() if any(n in correct for n in members)}
@@ -313,7 +324,8 @@ def _hits(probabilities: np.ndarray, labels: list[int]) -> np.ndarray:
 
 
 def _accuracy(hits: np.ndarray, prefix: str) -> dict:
-    return {f"{prefix}accuracy": rate(int(hits.sum()), len(hits)), f"{prefix}ci95": wilson_interval(int(hits.sum()), len(hits))}
+    right = int(hits.sum())
+    return {f"{prefix}accuracy": rate(right, len(hits)), f"{prefix}ci95": wilson_interval(right, len(hits))}
 
 
 def _points(accuracy: float | None, reference: float | None) -> float | None:

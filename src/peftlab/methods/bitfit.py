@@ -6,13 +6,12 @@ HF peft has no method that trains the base's existing biases, so it lives here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch import nn
 
 from peftlab.errors import MethodError
-from peftlab.methods.base import Method, freeze_all_but
-from peftlab.methods.partial_state import load_trainable_tensors, save_trainable_tensors
+from peftlab.methods.base import freeze_all_but
+from peftlab.methods.partial_state import PartialStateMethod
 from peftlab.models import head_module_names
 
 
@@ -21,7 +20,7 @@ class BitFitConfig:
     """BitFit trains biases by definition; it has no settings besides the learning rate."""
 
 
-class BitFit(Method):
+class BitFit(PartialStateMethod):
     def apply(self, model: nn.Module, settings: dict) -> nn.Module:
         heads = tuple(f"{name}." for name in head_module_names(model))
         base_biases = [n for n, _ in model.named_parameters() if n.endswith(".bias") and not n.startswith(heads)]
@@ -29,15 +28,6 @@ class BitFit(Method):
             model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
             raise MethodError(f"method 'bitfit' needs bias terms, and model type '{model_type}' has none; pick another method")
         return freeze_all_but(model, lambda name: name.endswith(".bias") or name.startswith(heads))
-
-    def save(self, model: nn.Module, directory: Path) -> None:
-        save_trainable_tensors(model, directory)
-
-    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
-        return load_trainable_tensors(self.apply(base_model, {}), directory)
-
-    def merge(self, model: nn.Module) -> nn.Module:
-        return model  # the trained tensors are the base's own: loaded, they are the merged model
 
 
 BITFIT = BitFit(

@@ -11,6 +11,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from peftlab.methods.base import Method
+
 STATE_FILE = "trained_state.safetensors"
 
 
@@ -27,3 +29,16 @@ def load_trainable_tensors(model: nn.Module, directory: Path) -> nn.Module:
         raise ValueError(f"{directory}: tensors not in the base model: {unknown[:3]}")
     model.load_state_dict(tensors, strict=False)
     return model
+
+
+class PartialStateMethod(Method):
+    """A method that trains some of the base's own tensors: saved as those tensors, merged by loading them."""
+
+    def save(self, model: nn.Module, directory: Path) -> None:
+        save_trainable_tensors(model, directory)
+
+    def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
+        return load_trainable_tensors(self.apply(base_model, {}), directory)
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        return model  # the trained tensors are the base's own: loaded, they are the merged model

@@ -37,10 +37,11 @@ def parse_methods(text: str | list[str] | tuple[str, ...]) -> list[str]:
     return names
 
 
-def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Per-method overrides from YAML (`{lora: {r: 16, learning_rate: 1e-4}}`), validated against each config."""
-    if path is None:
-        return {}
+def read_overrides_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The YAML of per-method overrides (`{lora: {r: 16, learning_rate: 1e-4}}`) as a dict of dicts, unvalidated.
+
+    An entry with no settings (`lora:`) means the defaults. Shared by `compare` and `estimate`.
+    """
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as error:
@@ -51,6 +52,14 @@ def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str,
         data = {name: overrides if overrides is not None else {} for name, overrides in data.items()}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"--method-config {path} must map method names to settings, e.g. `lora: {{r: 16}}`")
+    return data
+
+
+def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Per-method overrides from YAML, validated against each method's settings class."""
+    if path is None:
+        return {}
+    data = read_overrides_file(path)
     for name, overrides in data.items():
         get_method(name).check_overrides(overrides)
     return {name: overrides for name, overrides in data.items() if name in methods}
