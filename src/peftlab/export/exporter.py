@@ -75,7 +75,7 @@ def prepare_export(config: ExportConfig):
 def export(config: ExportConfig) -> dict:
     """Run the export; returns a summary (paths, sizes, merge check, compression table)."""
     source, method = prepare_export(config)
-    task = study_test_task(source.study) if config.compress else None  # fails early when it cannot be rebuilt
+    task = study_test_task(source.study_dir, source.study) if config.compress else None  # fails early when it cannot be rebuilt
     model, tokenizer, _ = load_run(source.run_folder)
     summary: dict = {"method": method.name, "source": str(source.run_folder)}
     with Staging() as staging:

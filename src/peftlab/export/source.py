@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
 from peftlab.study.artifacts import RUN_FILE, read_run_file
+from peftlab.study.reload import read_results
 from peftlab.study.results import RESULTS_FILE
 
 
@@ -30,7 +30,7 @@ class RunSource:
 def find_run(run_dir: str | Path, method: str) -> RunSource:
     """The run of `method` in the study at `run_dir` (the study's --out folder, or one of its run folders)."""
     study_dir = _study_dir(Path(run_dir))
-    results = _read_results(study_dir)
+    results = read_results(study_dir)
     records = {r.get("method"): r for r in results.get("runs", [])}
     if method not in records:
         raise PeftlabError(
@@ -58,17 +58,3 @@ def _study_dir(run_dir: Path) -> Path:
         if (run_dir.parent.parent / RESULTS_FILE).is_file():
             return run_dir.parent.parent
     return run_dir
-
-
-def _read_results(study_dir: Path) -> dict:
-    path = study_dir / RESULTS_FILE
-    try:
-        results = json.loads(path.read_text())
-    except OSError:
-        raise PeftlabError(f"{study_dir} is not a study folder: it has no {RESULTS_FILE} (pass the --out folder of "
-                           "`peftlab compare`)") from None
-    except json.JSONDecodeError as error:
-        raise PeftlabError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(results, dict) or not isinstance(results.get("runs"), list):
-        raise PeftlabError(f"{path} is not a peftlab results file (no `runs` list)")
-    return results

@@ -1,0 +1,61 @@
+"""Rebuild a finished study from its results.json: the file, the CompareConfig its header records, its task.
+
+Used by the commands that work on a saved study (`peftlab robustness`, `peftlab export --compress`): the task is
+rebuilt from the recorded data, columns, caps and seed, and must give the recorded dataset fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from peftlab.errors import DataError, PeftlabError
+from peftlab.study.compare import CompareConfig, Study, prepare_study
+from peftlab.study.results import RESULTS_FILE
+
+
+def read_results(study_dir: Path) -> dict[str, Any]:
+    """results.json of a study folder, checked to be one; a PeftlabError saying what to pass otherwise."""
+    path = Path(study_dir) / RESULTS_FILE
+    try:
+        results = json.loads(path.read_text())
+    except OSError:
+        raise PeftlabError(f"{study_dir} is not a study folder: it has no {RESULTS_FILE} (pass the --out folder of "
+                           "`peftlab compare`)") from None
+    except json.JSONDecodeError as error:
+        raise PeftlabError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(results, dict) or not isinstance(results.get("study"), dict) or not isinstance(results.get("runs"), list):
+        raise PeftlabError(f"{path} is not a peftlab results file (no study/runs)")
+    return results
+
+
+def config_from_header(header: dict[str, Any], out: Path, robustness: bool = True, **overrides: Any) -> CompareConfig:
+    """The CompareConfig that rebuilds the study's task (and robustness suite); ``overrides`` (not None) win."""
+    budget, columns = header["budget"], header["task"]["columns"]
+    recorded = (header.get("robustness") or {}).get("settings") or {}
+    config = CompareConfig(
+        model=header["model"], data=header["data"], methods=list(header["methods"]), subset=header.get("subset"),
+        split=header.get("split"), text_column=columns["text"], text_pair_column=columns["text_pair"],
+        label_column=columns["label"], max_train_examples=budget["max_train_examples"],
+        max_eval_examples=budget["max_eval_examples"], epochs=budget["epochs"], max_steps=budget["max_steps"],
+        batch_size=budget["batch_size"], max_length=budget["max_length"], seed=header["seed"], out=str(out),
+        robustness=robustness, robust_set=recorded.get("robust_set") if robustness else None,
+    )
+    for key, setting in (("perturb_examples", "perturb_examples"), ("perturb_severity", "severity"),
+                         ("attack_examples", "attack_examples")):
+        if setting in recorded:
+            config = replace(config, **{key: recorded[setting]})
+    if "query_budget" in recorded.get("attack", {}):
+        config = replace(config, attack_query_budget=recorded["attack"]["query_budget"])
+    return replace(config, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def reload_study(header: dict[str, Any], out: Path, robustness: bool = True, **overrides: Any) -> Study:
+    """The checked Study (task, tokenizer, model reference) of a saved study; DataError if its data changed."""
+    study = prepare_study(config_from_header(header, out, robustness, **overrides))
+    if study.task.sha256 != header.get("dataset_sha256"):
+        raise DataError(f"the data of {out} ({header['data']}) is not what the study was trained on (its "
+                        "fingerprint changed); run this where the study's data is unchanged")
+    return study
