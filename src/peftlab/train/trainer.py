@@ -87,7 +87,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
         for batch in loader:
             loss = model(**batch).loss
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {float(loss)} at step {outcome.steps + 1}")
+                raise TrainingDiverged(f"loss became {loss.item()} at step {outcome.steps + 1}")
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
