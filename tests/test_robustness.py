@@ -4,7 +4,6 @@ through `compare` on the tiny BERT, and one end-to-end CLI study on the real Min
 from __future__ import annotations
 
 import json
-import random
 import re
 import subprocess
 import sys

@@ -7,7 +7,6 @@ save the artifact, and rewrite results.json. A run that fails is recorded as fai
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 import traceback
@@ -16,29 +15,48 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from peftlab.errors import ConfigError
 from peftlab.evaluate import evaluate_split, inference_ms_per_example
 from peftlab.evaluate.attacks import AttackSettings
-from peftlab.evaluate.robustness import (RobustnessSettings, RobustnessSuite, base_input_embeddings, build_suite,
-                                         evaluate_robustness)
-from peftlab.measure import PeakMemory, directory_bytes, parameter_counts, release_free_memory
-from peftlab.methods import DEFAULT_METHODS, get_method, parse_methods, read_method_config
+from peftlab.evaluate.robustness import (
+    RobustnessSettings,
+    RobustnessSuite,
+    base_input_embeddings,
+    build_suite,
+    evaluate_robustness,
+)
+from peftlab.measure import (
+    PeakMemory,
+    directory_bytes,
+    parameter_counts,
+    release_free_memory,
+)
+from peftlab.methods import (
+    DEFAULT_METHODS,
+    get_method,
+    parse_methods,
+    read_method_config,
+)
 from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.study.artifacts import RUN_FILE
 from peftlab.study.estimates import estimate_versus_measured
-from peftlab.study.results import RESULTS_FILE, command_line, hardware, package_versions, write_json_atomic
+from peftlab.study.results import (
+    RESULTS_FILE,
+    command_line,
+    hardware,
+    package_versions,
+    write_json_atomic,
+)
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train
 
-from peftlab.study.artifacts import RUN_FILE
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "merges.txt", "vocab.json", "chat_template.jinja", "added_tokens.json", "tokenizer.model"}
 
-log = logging.getLogger(__name__)
 
 
 @dataclass
