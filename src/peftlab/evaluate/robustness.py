@@ -255,9 +255,10 @@ def predict_probabilities(model, tokenizer, texts: list[str], pairs: list[str] |
     model.eval()
     if not texts:
         return np.zeros((0, 0))
+    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     distinct_index: dict[tuple, int] = {}  # token ids -> index among the distinct inputs
     first, inverse = [], []  # first row of each distinct input; each row's distinct input
-    for row, ids in enumerate(tokenizer(texts, pairs, truncation=True, max_length=max_length)["input_ids"]):
+    for row, ids in enumerate(encoded["input_ids"]):
         if tuple(ids) not in distinct_index:
             distinct_index[tuple(ids)] = len(first)
             first.append(row)
@@ -267,8 +268,7 @@ def predict_probabilities(model, tokenizer, texts: list[str], pairs: list[str] |
     chunks = []
     for start in range(0, len(order), batch_size):
         batch_rows = [first[k] for k in order[start:start + batch_size]]
-        batch = tokenizer([texts[i] for i in batch_rows], [pairs[i] for i in batch_rows] if pairs else None,
-                          truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        batch = tokenizer.pad([{key: encoded[key][i] for key in encoded} for i in batch_rows], return_tensors="pt")
         logits = model(**{key: value.to(device) for key, value in batch.items()}).logits
         chunks.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     distinct = np.empty_like(np.concatenate(chunks))
