@@ -50,25 +50,34 @@ def reference_run(runs: list[dict]) -> dict | None:
     return next((r for r in runs if r["method"] == REFERENCE_METHOD and r["status"] == "ok"), None)
 
 
-def comparison_table(results: dict[str, Any]) -> Table:
+COMPARISON_COLUMNS = ("method", "accuracy (Δ pts)", "macro F1 (Δ pts)", "trainable", "optimizer state", "peak memory",
+                      "train s", "tokens/s", "checkpoint", "infer ms/ex")
+
+
+def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparison table as data, shared by the terminal table and the HTML/Markdown/CSV reports.
+
+    One row per run: ``method``, ``status``, ``reason`` (failed runs), ``reference`` (FFT), ``cells`` (the
+    formatted text of each column of COMPARISON_COLUMNS after the first) and ``values`` (the raw number behind
+    each cell, for sorting and CSV; None where the run has no value)."""
     runs = results["runs"]
     reference = reference_run(runs)
     ref_metrics = reference["metrics"] if reference else {}
-    table = Table(title=_title(results), title_justify="left")
-    for column in ("method", "accuracy (Δ pts)", "macro F1 (Δ pts)", "trainable", "optimizer state", "peak memory",
-                   "train s", "tokens/s", "checkpoint", "infer ms/ex"):
-        table.add_column(column, justify="left" if column == "method" else "right")
+    rows = []
     for run in runs:
+        row = {"method": run["method"], "status": run["status"], "reason": run.get("reason", ""),
+               "reference": run is reference, "cells": [], "values": []}
+        rows.append(row)
         if run["status"] != "ok":
-            table.add_row(run["method"], f"[red]failed: {run.get('reason', '')}[/red]", *[""] * 8)
             continue
         metrics, cost = run["metrics"], run["cost"]
-        is_reference = run is reference
         share = cost["trainable_params"] / cost["total_params"] if cost["total_params"] else 0
-        table.add_row(
-            run["method"] + (" (ref)" if is_reference else ""),
-            f"{100 * metrics['accuracy']:.1f}" + ("" if is_reference else _difference(metrics["accuracy"], ref_metrics.get("accuracy"))),
-            f"{100 * metrics['macro_f1']:.1f}" + ("" if is_reference else _difference(metrics["macro_f1"], ref_metrics.get("macro_f1"))),
+        row["values"] = [metrics["accuracy"], metrics["macro_f1"], cost["trainable_params"],
+                         cost["optimizer_state_bytes"], cost["peak_memory_bytes"], cost["train_seconds"],
+                         cost["train_tokens_per_second"], cost["checkpoint_bytes"], cost["inference_ms_per_example"]]
+        row["cells"] = [
+            f"{100 * metrics['accuracy']:.1f}" + ("" if row["reference"] else _difference(metrics["accuracy"], ref_metrics.get("accuracy"))),
+            f"{100 * metrics['macro_f1']:.1f}" + ("" if row["reference"] else _difference(metrics["macro_f1"], ref_metrics.get("macro_f1"))),
             f"{human_count(cost['trainable_params'])} ({percent(share)})",
             human_bytes(cost["optimizer_state_bytes"]),
             human_bytes(cost["peak_memory_bytes"]),
@@ -76,11 +85,23 @@ def comparison_table(results: dict[str, Any]) -> Table:
             f"{cost['train_tokens_per_second']:.0f}",
             human_bytes(cost["checkpoint_bytes"]),
             f"{cost['inference_ms_per_example']:.2f}",
-        )
+        ]
+    return rows
+
+
+def comparison_table(results: dict[str, Any]) -> Table:
+    table = Table(title=table_title(results), title_justify="left")
+    for column in COMPARISON_COLUMNS:
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row in comparison_rows(results):
+        if row["status"] != "ok":
+            table.add_row(row["method"], f"[red]failed: {row['reason']}[/red]", *[""] * 8)
+            continue
+        table.add_row(row["method"] + (" (ref)" if row["reference"] else ""), *row["cells"])
     return table
 
 
-def _title(results: dict[str, Any]) -> str:
+def table_title(results: dict[str, Any]) -> str:
     study = results["study"]
     sizes = study["task"]["sizes"]
     budget = study["budget"]
@@ -119,17 +140,23 @@ def robustness_table(results: dict[str, Any]) -> Table | None:
     if not runs:
         return None
     has_set = any("robust_set" in run["robustness"] for run in runs)
-    columns = ["method", "clean", *ROBUSTNESS_FAMILIES, "drop pts", "word attack", "char attack"]
-    table = Table(*columns, *(["robust set"] if has_set else []), box=box.SIMPLE_HEAD, title_justify="left",
-                  title=_robustness_title(next((r["robustness"] for r in runs if "attacks" in r["robustness"]), {})))
+    table = Table(*robustness_columns(has_set), box=box.SIMPLE_HEAD, title_justify="left",
+                  title=robustness_title(next((r["robustness"] for r in runs if "attacks" in r["robustness"]), {})))
     for run in runs:
-        table.add_row(run["method"], *_robustness_cells(run["robustness"], has_set))
+        if run["robustness"].get("status") == "failed":
+            table.add_row(run["method"], f"[red]failed: {run['robustness'].get('reason', '')}[/red]")
+        else:
+            table.add_row(run["method"], *robustness_cells(run["robustness"], has_set))
     return table
 
 
-def _robustness_cells(robustness: dict, has_set: bool) -> list[str]:
-    if robustness.get("status") == "failed":
-        return [f"[red]failed: {robustness.get('reason', '')}[/red]"]
+def robustness_columns(has_set: bool) -> list[str]:
+    return ["method", "clean", *ROBUSTNESS_FAMILIES, "drop pts", "word attack", "char attack",
+            *(["robust set"] if has_set else [])]
+
+
+def robustness_cells(robustness: dict, has_set: bool) -> list[str]:
+    """The cells after the method of a robustness record that did not fail (see robustness_columns)."""
     families, attacks = robustness.get("families", {}), robustness.get("attacks", {})
     cells = [with_interval(robustness["clean_accuracy"], robustness["clean_ci95"])]
     cells += [with_interval(families[f]["accuracy"], families[f]["ci95"]) if f in families else "-"
@@ -144,7 +171,7 @@ def _robustness_cells(robustness: dict, has_set: bool) -> list[str]:
     return cells
 
 
-def _robustness_title(first: dict) -> str:
+def robustness_title(first: dict) -> str:
     attack = first.get("attacks", {}).get("word_substitution", {})
     severity = first.get("severity")
     touched = f"{100 * severity:.0f}%" if isinstance(severity, (int, float)) else "-"

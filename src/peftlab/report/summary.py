@@ -1,0 +1,160 @@
+"""What the reports say in words: the headline comparison, the recommendation, and the study's inputs.
+
+Shared by the HTML and Markdown reports. Everything here returns plain (unescaped) text; each report format
+escapes it for its own syntax. Every number comes from results.json or diagnosis.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peftlab.report.table import REFERENCE_METHOD, human_bytes, human_count, percent, reference_run
+
+DIAGNOSIS_FILE = "diagnosis.json"
+
+
+@dataclass
+class ReportInputs:
+    """A study's results, its diagnosis when there is one, and why there is none (or why it was unreadable)."""
+
+    results: dict[str, Any]
+    diagnosis: dict[str, Any] | None = None
+    diagnosis_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def read_inputs(run_dir: Path, results: dict[str, Any] | None = None) -> ReportInputs:
+    """results.json of ``run_dir`` (or the given dict) and the diagnosis it links to (``"diagnosis"``: a file
+    name in the folder, or the diagnosis itself), else OUT/diagnosis.json when present. A missing or unreadable
+    diagnosis is a note in the report, never an error: the results are what the report is for."""
+    if results is None:
+        from peftlab.study.reload import read_results
+
+        results = read_results(run_dir)
+    link = results.get("diagnosis")
+    if isinstance(link, dict):
+        return ReportInputs(results, link)
+    path = Path(run_dir) / (link if isinstance(link, str) and link else DIAGNOSIS_FILE)
+    if not path.is_file():
+        note = (f"results.json links {link!r} but that file is missing" if isinstance(link, str) and link else
+                f"no {DIAGNOSIS_FILE} in this study: run `peftlab diagnose` for the vocabulary, shift and "
+                "spectrum signals and a recommendation")
+        return ReportInputs(results, None, note)
+    try:
+        diagnosis = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return ReportInputs(results, None, f"{path.name} is unreadable ({type(error).__name__}: {error})")
+    if not isinstance(diagnosis, dict):
+        return ReportInputs(results, None, f"{path.name} is not a JSON object")
+    return ReportInputs(results, diagnosis)
+
+
+def ok_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [run for run in results["runs"] if run.get("status") == "ok" and run.get("metrics")]
+
+
+def best_peft_run(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The most accurate run other than FFT (ties: fewer trainable parameters)."""
+    candidates = [run for run in ok_runs(results) if run["method"] != REFERENCE_METHOD
+                  and isinstance(run["metrics"].get("accuracy"), (int, float))]
+    return max(candidates, key=lambda run: (run["metrics"]["accuracy"], -run["cost"].get("trainable_params", 0)),
+               default=None)
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The comparison in one sentence, with its numbers."""
+    reference, best = reference_run(results["runs"]), best_peft_run(results)
+    failed = [run["method"] for run in results["runs"] if run.get("status") != "ok"]
+    tail = f" Failed: {', '.join(failed)}." if failed else ""
+    if reference is None and best is None:
+        return "No run finished, so there is nothing to compare." + tail
+    if best is None:
+        return (f"Only full fine-tuning finished: {_pct(reference['metrics']['accuracy'])} test accuracy." + tail)
+    cost, metrics = best["cost"], best["metrics"]
+    share = cost["trainable_params"] / cost["total_params"] if cost.get("total_params") else 0
+    if reference is None:
+        return (f"Full fine-tuning did not finish; the most accurate method, {best['method']}, reached "
+                f"{_pct(metrics['accuracy'])} test accuracy training {percent(share)} of the parameters." + tail)
+    ref_cost, ref_accuracy = reference["cost"], reference["metrics"]["accuracy"]
+    return (
+        f"The most accurate parameter-efficient method, {best['method']}, reached {_pct(metrics['accuracy'])} test "
+        f"accuracy against {_pct(ref_accuracy)} for full fine-tuning ({100 * (metrics['accuracy'] - ref_accuracy):+.1f} "
+        f"points), training {human_count(cost['trainable_params'])} parameters ({percent(share)}) instead of "
+        f"{human_count(ref_cost['trainable_params'])}, with peak memory {human_bytes(cost['peak_memory_bytes'])} vs "
+        f"{human_bytes(ref_cost['peak_memory_bytes'])}, train time {cost['train_seconds']:.0f} s vs "
+        f"{ref_cost['train_seconds']:.0f} s and a checkpoint of {human_bytes(cost.get('checkpoint_bytes'))} vs "
+        f"{human_bytes(ref_cost.get('checkpoint_bytes'))}." + tail
+    )
+
+
+def recommendation(diagnosis: dict[str, Any] | None) -> tuple[str, list[str]] | None:
+    """The diagnosis' recommendation as one line and its reasons; None when there is none."""
+    advice = (diagnosis or {}).get("recommendation")
+    if not isinstance(advice, dict):
+        return None
+    decision = advice.get("decision")
+    if decision == "full":
+        line = "Full fine-tuning"
+    elif decision == "peft":
+        line = "Parameter-efficient fine-tuning"
+        if advice.get("method"):
+            line += f": {advice['method']}"
+        if advice.get("rank") is not None:
+            line += f" at rank {advice['rank']}"
+    else:
+        line = f"Decision: {decision if decision is not None else 'not given'}"
+    if advice.get("train_embeddings") is not None:
+        line += f"; train the embeddings: {'yes' if advice['train_embeddings'] else 'no'}"
+    if advice.get("confidence") is not None:
+        line += f" (confidence: {format_value(advice['confidence'])})"
+    reasons = advice.get("reasons") if isinstance(advice.get("reasons"), list) else []
+    return line, [str(reason) for reason in reasons]
+
+
+def environment_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the study ran on and with, as (name, value) rows; the reproduce command is shown separately."""
+    study = results["study"]
+    task = study.get("task") or {}
+    rows = [("model", str(study.get("model"))), ("model path", str(study.get("model_path", "-")))]
+    rows.append(("data", ", ".join(f"{key} {study[key]}" if key != "data" else str(study[key])
+                                   for key in ("data", "subset", "split") if study.get(key))))
+    rows.append(("dataset sha256", str(study.get("dataset_sha256", "-"))))
+    if task:
+        rows.append(("task", f"{task.get('name', '-')}, {task.get('num_labels', '-')} labels"))
+        rows.append(("labels", ", ".join(str(label) for label in task.get("label_names") or [])))
+        rows.append(("columns", format_value(task.get("columns"))))
+        rows.append(("examples", format_value(task.get("sizes"))))
+    rows.append(("seed", str(study.get("seed"))))
+    rows.append(("budget", format_value(study.get("budget"))))
+    robustness = study.get("robustness")
+    rows.append(("robustness", "off" if not robustness else format_value(robustness.get("settings", robustness))))
+    rows.append(("methods", ", ".join(str(m) for m in study.get("methods") or [])))
+    rows.append(("versions", format_value(study.get("versions"))))
+    hardware = dict(study.get("hardware") or {})
+    for key in ("memory_bytes", "gpu_memory_bytes"):
+        if isinstance(hardware.get(key), (int, float)):
+            hardware[key] = human_bytes(hardware[key])
+    rows.append(("hardware", format_value(hardware)))
+    rows.append(("started", str(study.get("started_at", "-"))))
+    return rows
+
+
+def format_value(value: Any) -> str:
+    """A JSON value as short readable text: numbers to 4 significant digits, mappings as key=value."""
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "-"}[value]
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={format_value(item)}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(item) for item in value)
+    return str(value)
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.1f}%"

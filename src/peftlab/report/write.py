@@ -1,0 +1,73 @@
+"""Write a study's report: OUT/report.html (default), report.md with PNG figures, or report.csv."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from peftlab.errors import ConfigError
+from peftlab.report.summary import read_inputs
+
+FORMATS = {"html": "report.html", "md": "report.md", "csv": "report.csv"}
+logger = logging.getLogger(__name__)
+
+
+def write_report(run_dir: str | Path, format: str = "html", out: str | Path | None = None,
+                 results: dict[str, Any] | None = None) -> Path:
+    """Build the report of the study in ``run_dir`` (its results.json, or ``results``) and write it to ``out``
+    (default: RUN_DIR/report.<ext>); returns the path written. Markdown figures go to a ``figures`` folder
+    beside the Markdown file."""
+    if format not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+    run_dir = Path(run_dir)
+    inputs = read_inputs(run_dir, results)
+    path = Path(out) if out else run_dir / FORMATS[format]
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; pass a file name (e.g. {path / FORMATS[format]})")
+    if format == "html":
+        from peftlab.report.html import build_html
+
+        _write_text_atomic(path, build_html(inputs))
+    elif format == "md":
+        from peftlab.report.markdown import build_markdown
+
+        text, figures = build_markdown(inputs, figure_folder="figures")
+        for name, data in figures.items():
+            _write_bytes_atomic(path.parent / "figures" / name, data)
+        _write_text_atomic(path, text)
+    else:
+        from peftlab.report.flat import build_csv
+
+        _write_text_atomic(path, build_csv(inputs.results))
+    return path
+
+
+def write_report_safely(run_dir: str | Path, results: dict[str, Any]) -> Path | None:
+    """The HTML report at the end of `compare`: a failure is logged in one line and returns None, so the
+    study's results.json (already written) is never lost to a report problem."""
+    try:
+        return write_report(run_dir, "html", results=results)
+    except Exception as error:  # noqa: BLE001 - the study is done; the report is a view of it
+        logger.warning("the HTML report was not written (%s: %s); rebuild it with `peftlab report %s`",
+                       type(error).__name__, error, run_dir)
+        return None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    _write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
