@@ -6,6 +6,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -87,6 +88,8 @@ def compare(
         raise typer.Exit(130) from None
     print_table(results, console)
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
+    if (Path(out) / "report.html").is_file():
+        console.print(f"report: {Path(out) / 'report.html'}")
 
 
 @app.command("robustness")
@@ -111,6 +114,18 @@ def robustness_command(
                                    attack_query_budget=attack_query_budget)
     print_robustness_table(results, console)
     console.print(f"results: {run_dir}/results.json")
+
+
+@app.command("report")
+def report_command(
+    run_dir: str = typer.Argument(..., help="The study folder (the --out of `peftlab compare`)."),
+    format: str = typer.Option("html", "--format", help="html (self-contained page), md (Markdown + PNG figures) or csv (flat table)."),
+    out: Optional[str] = typer.Option(None, help="File to write (default: RUN_DIR/report.html, report.md or report.csv)."),
+) -> None:
+    """Build the study's report from its results.json (and diagnosis.json when present)."""
+    from peftlab.report.write import write_report
+
+    console.print(f"report: {write_report(run_dir, format, out)}")
 
 
 @app.command("methods")

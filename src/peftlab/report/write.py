@@ -8,8 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peftlab.errors import ConfigError
+from peftlab.errors import ConfigError, PeftlabError
 from peftlab.report.summary import read_inputs
+from peftlab.study.results import RESULTS_FILE
 
 FORMATS = {"html": "report.html", "md": "report.md", "csv": "report.csv"}
 logger = logging.getLogger(__name__)
@@ -27,22 +28,29 @@ def write_report(run_dir: str | Path, format: str = "html", out: str | Path | No
     path = Path(out) if out else run_dir / FORMATS[format]
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; pass a file name (e.g. {path / FORMATS[format]})")
+    try:
+        text, figures = _build(format, inputs)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a record without the fields a run writes
+        raise PeftlabError(f"{run_dir / RESULTS_FILE} is not a complete peftlab results file "
+                           f"({type(error).__name__}: {error}); rerun the study or fix the file") from None
+    for name, data in figures.items():
+        _write_bytes_atomic(path.parent / "figures" / name, data)
+    _write_text_atomic(path, text)
+    return path
+
+
+def _build(format: str, inputs) -> tuple[str, dict[str, bytes]]:
     if format == "html":
         from peftlab.report.html import build_html
 
-        _write_text_atomic(path, build_html(inputs))
-    elif format == "md":
+        return build_html(inputs), {}
+    if format == "md":
         from peftlab.report.markdown import build_markdown
 
-        text, figures = build_markdown(inputs, figure_folder="figures")
-        for name, data in figures.items():
-            _write_bytes_atomic(path.parent / "figures" / name, data)
-        _write_text_atomic(path, text)
-    else:
-        from peftlab.report.flat import build_csv
+        return build_markdown(inputs, figure_folder="figures")
+    from peftlab.report.flat import build_csv
 
-        _write_text_atomic(path, build_csv(inputs.results))
-    return path
+    return build_csv(inputs.results), {}
 
 
 def write_report_safely(run_dir: str | Path, results: dict[str, Any]) -> Path | None:

@@ -180,6 +180,10 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
             write_json_atomic(out / RESULTS_FILE, results)
         if on_run_done:
             on_run_done(record)
+    if accelerator.is_main_process:
+        from peftlab.report.write import write_report_safely  # OUT/report.html; a failure there is one logged line
+
+        write_report_safely(out, results)
     return results
 
 
