@@ -335,6 +335,10 @@ def svg(figure: Figure, name: str) -> str:
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    ids = set(re.findall(r'\bid="([^"]+)"', text))  # glyphs, clip paths, groups: unique on the page per chart
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{name}-{m.group(1)}"', text)
+    text = re.sub(r'(href="#|url\(#)([^")]+)',
+                  lambda m: f"{m.group(1)}{name}-{m.group(2)}" if m.group(2) in ids else m.group(0), text)
     return text.replace(FOREGROUND, "currentColor").replace(FOREGROUND.upper(), "currentColor")
 
 

@@ -28,7 +28,8 @@ def md(value: Any) -> str:
     that make emphasis, code, links or cells backslashed, a leading block marker backslashed, one line."""
     text = html.escape(str(value), quote=True).replace("\r", " ").replace("\n", " ")
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
-    return re.sub(r"^(\s*)([#+=-]|\d+\.)", r"\1\\\2", text)
+    text = re.sub(r"^(\s*)([#+-])(?=\s|$)", r"\1\\\2", text)  # a heading or list marker at the start
+    return re.sub(r"^(\s*\d+)([.)])(?=\s|$)", r"\1\\\2", text)
 
 
 def table(columns: list[str], rows: list[list[Any]]) -> str:
@@ -71,7 +72,9 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
     for name in figures:
         title = CHART_TITLES[name.removesuffix(".png")]
         out += [f"![{md(title)}]({figure_folder}/{name})", ""]
-    out += ["## Environment", "", "Reproduce:", "", "```", str(study.get("command", "")).replace("```", "'''"), "```", ""]
+    command = str(study.get("command", ""))
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", command)), default=0))
+    out += ["## Environment", "", "Reproduce:", "", fence, command, fence, ""]
     out += [table(["", ""], [[key, value] for key, value in environment_rows(results)]), ""]
     return "\n".join(out), figures
 
