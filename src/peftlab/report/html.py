@@ -95,7 +95,7 @@ caption { text-align: left; padding-bottom: 6px; caption-side: top; }
 th, td { padding: 4px 10px; border-bottom: 1px solid var(--rule); text-align: right; vertical-align: top; }
 th:first-child, td:first-child, table.kv td, table.kv th { text-align: left; }
 tbody tr:nth-child(even) { background: var(--stripe); }
-tr.reference td { font-weight: 600; } tr.failed td, .failed { color: var(--bad); }
+tr.reference td { font-weight: 600; } tr.failed td, .failed { color: var(--bad); text-align: left; }
 th button { font: inherit; font-weight: 600; color: inherit; background: none; border: 0; padding: 0; cursor: pointer; }
 th[aria-sort="ascending"] button::after { content: " \\25B2"; } th[aria-sort="descending"] button::after { content: " \\25BC"; }
 .scroll { overflow-x: auto; }
