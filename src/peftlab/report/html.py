@@ -93,7 +93,7 @@ nav a, a { color: var(--accent); } nav { margin: 8px 0 16px; } nav a { margin-ri
 table { border-collapse: collapse; margin: 8px 0 12px; font-variant-numeric: tabular-nums; }
 caption { text-align: left; padding-bottom: 6px; caption-side: top; }
 th, td { padding: 4px 10px; border-bottom: 1px solid var(--rule); text-align: right; vertical-align: top; }
-th:first-child, td:first-child, table.kv td, table.kv th { text-align: left; }
+th:first-child, td:first-child, table.kv td, table.kv th, table.text td, table.text th { text-align: left; }
 tbody tr:nth-child(even) { background: var(--stripe); }
 tr.reference td { font-weight: 600; } tr.failed td, .failed { color: var(--bad); text-align: left; }
 th button { font: inherit; font-weight: 600; color: inherit; background: none; border: 0; padding: 0; cursor: pointer; }
@@ -286,7 +286,7 @@ def _environment(results: dict[str, Any]) -> str:
     settings = [[run["method"], run.get("status", "-"), format_value(run.get("config") or {}) or "-"]
                 for run in results["runs"]]
     parts.append(_plain_table(["method", "status", "settings"], settings, "Per-method settings (learning rate and "
-                                                                            "method options) as trained."))
+                                                                            "method options) as trained.", text=True))
     return "".join(parts)
 
 
@@ -296,7 +296,9 @@ def _kv_table(items) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
-def _plain_table(columns: list[str], rows: list[list[Any]], caption: str, sortable: bool = False) -> str:
+def _plain_table(columns: list[str], rows: list[list[Any]], caption: str, sortable: bool = False,
+                 text: bool = False) -> str:
+    """A table of strings; ``sortable``: its headers sort it; ``text``: every column left-aligned."""
     if sortable:
         head = "".join(f'<th scope="col"><button type="button">{escape(c)}</button></th>' for c in columns)
     else:
@@ -305,6 +307,7 @@ def _plain_table(columns: list[str], rows: list[list[Any]], caption: str, sortab
         "<tr>" + "".join(f'<td data-sort="{escape(cell)}">{escape(cell)}</td>' for cell in row)
         + (f'<td colspan="{len(columns) - len(row)}"></td>' if len(row) < len(columns) else "") + "</tr>"
         for row in rows)
-    table_class = ' class="sortable"' if sortable else ""
+    classes = " ".join(name for name, on in (("sortable", sortable), ("text", text)) if on)
+    table_class = f' class="{classes}"' if classes else ""
     return (f'<div class="scroll"><table{table_class}><caption>{escape(caption)}'
             f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
