@@ -57,11 +57,10 @@ def trainer_study(args, out: str) -> dict[str, float]:
         model = method.apply(base, settings)
         training = TrainingArguments(
             output_dir=f"{out}/{name}", num_train_epochs=args.epochs, per_device_train_batch_size=32,
-            per_device_eval_batch_size=64, learning_rate=learning_rate, weight_decay=0.01, warmup_ratio=0.06,
+            per_device_eval_batch_size=64, learning_rate=learning_rate, weight_decay=0.01, warmup_steps=0.06,
             max_grad_norm=1.0, lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch",
             save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy",
-            group_by_length=True, seed=0, report_to="none", disable_tqdm=True, use_cpu=True,
-            save_safetensors=True,
+            train_sampling_strategy="group_by_length", seed=0, report_to="none", disable_tqdm=True, use_cpu=True,
         )
 
         def metrics(prediction):
