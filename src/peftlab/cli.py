@@ -59,6 +59,7 @@ def compare(
     perturb_severity: float = typer.Option(0.2, help="Share of the words each perturbation touches."),
     attack_examples: int = typer.Option(50, help="Test examples attacked per method (the same for every method)."),
     attack_query_budget: int = typer.Option(100, help="Model queries per attacked example and attack."),
+    diagnose: bool = typer.Option(True, "--diagnose/--no-diagnose", help="After the runs: diagnosis signals and the advisor's call, checked against the runs (OUT/diagnosis.json)."),
 ) -> None:
     """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
     _quiet_libraries()
@@ -72,7 +73,7 @@ def compare(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length, seed=seed, out=out,
         trust_remote_code=trust_remote_code, robustness=robustness, robust_set=robust_set,
         perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
-        attack_query_budget=attack_query_budget,
+        attack_query_budget=attack_query_budget, diagnose=diagnose,
     )
     start = time.perf_counter()
 
@@ -87,9 +88,56 @@ def compare(
         errors.print(f"interrupted; the runs that finished are in {out}/results.json")
         raise typer.Exit(130) from None
     print_table(results, console)
+    if "diagnosis" in results:
+        from peftlab.diagnose.summary import print_advisor_check
+
+        print_advisor_check(results["diagnosis"], console)
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
     if (Path(out) / "report.html").is_file():
         console.print(f"report: {Path(out) / 'report.html'}")
+
+
+@app.command("diagnose")
+def diagnose_command(
+    model: str = typer.Option("minilm", help="HF model id, local folder, or offline alias (minilm, smollm2-135m)."),
+    data: str = typer.Option("rotten_tomatoes", help="HF dataset name, local CSV/JSONL/Parquet file or folder, BIG-bench task.json, or alias."),
+    subset: Optional[str] = typer.Option(None, help="HF dataset configuration name."),
+    split: Optional[str] = typer.Option(None, help="Use only this split of the source (then split 80/10/10)."),
+    text_column: Optional[str] = typer.Option(None, help="Column holding the text (auto: text, sentence, input...)."),
+    text_pair_column: Optional[str] = typer.Option(None, help="Column holding the second text of a pair."),
+    label_column: Optional[str] = typer.Option(None, help="Column holding the label (auto: label, category...)."),
+    max_train_examples: int = typer.Option(2000, help="Cap on training examples (0 = all)."),
+    max_eval_examples: int = typer.Option(1000, help="Cap on validation and on test examples, each (0 = all)."),
+    batch_size: int = typer.Option(32, help="Batch size of the full fine-tuning probe."),
+    max_length: int = typer.Option(128, help="Truncate inputs to this many tokens."),
+    seed: int = typer.Option(0, help="Seed for splits, initialisation and data order."),
+    probe_steps: int = typer.Option(100, help="Steps of the short full fine-tuning probe whose update spectrum is measured."),
+    out: str = typer.Option("runs/diagnose", help="Output folder: diagnosis.json."),
+    trust_remote_code: bool = typer.Option(False, help="Allow model code from the model's repository."),
+    as_json: bool = typer.Option(False, "--json", help="Print diagnosis.json to stdout instead of the summary."),
+) -> None:
+    """Will PEFT work for this task, and which one? Measure the signals and recommend, with reasons."""
+    import json
+
+    _quiet_libraries()
+    from peftlab.diagnose import DiagnoseConfig, DiagnoseSettings, diagnose as run_diagnose
+    from peftlab.diagnose.summary import print_diagnosis
+
+    config = DiagnoseConfig(
+        model=model, data=data, subset=subset, split=split, text_column=text_column,
+        text_pair_column=text_pair_column, label_column=label_column,
+        max_train_examples=max_train_examples or None, max_eval_examples=max_eval_examples or None,
+        batch_size=batch_size, max_length=max_length, seed=seed, out=out, trust_remote_code=trust_remote_code,
+        settings=DiagnoseSettings(probe_steps=probe_steps),
+    )
+    diagnosis = run_diagnose(config)
+    if as_json:
+        from peftlab.study.results import jsonable
+
+        typer.echo(json.dumps(jsonable(diagnosis), indent=2))
+        return
+    print_diagnosis(diagnosis, console)
+    console.print(f"diagnosis: {out}/diagnosis.json")
 
 
 @app.command("robustness")

@@ -87,6 +87,7 @@ class CompareConfig:
     perturb_severity: float = 0.2
     attack_examples: int = 50
     attack_query_budget: int = 100
+    diagnose: bool = True  # after the runs: diagnosis signals + advisor, checked against the runs (docs/DIAGNOSE.md)
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
@@ -180,6 +181,11 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
             write_json_atomic(out / RESULTS_FILE, results)
         if on_run_done:
             on_run_done(record)
+    if config.diagnose and accelerator.is_main_process:  # before the report, which shows diagnosis.json
+        from peftlab.diagnose import diagnose_after_compare
+
+        results["diagnosis"] = diagnose_after_compare(study, encoded, accelerator, out, results)
+        write_json_atomic(out / RESULTS_FILE, results)
     if accelerator.is_main_process:
         from peftlab.report.write import write_report_safely  # OUT/report.html; a failure there is one logged line
 
