@@ -236,3 +236,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: no such file") and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_decoder_perplexity_on_a_tiny_causal_model(tmp_path, minilm_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from peftlab.diagnose.shift import lm_losses
+    from peftlab.models import load_config, resolve_model
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaForCausalLM(config).save_pretrained(tmp_path, safe_serialization=True)
+    minilm_tokenizer.save_pretrained(tmp_path)
+    ref = resolve_model(str(tmp_path))
+    losses = lm_losses(ref, load_config(ref), minilm_tokenizer, ["the film was good"] * 2, ["a plain sentence"] * 2, 32)
+    assert losses["lm_kind"] == "causal"
+    assert 9.0 < losses["lm_loss"] < 11.5 and losses["perplexity"] == pytest.approx(np.exp(losses["lm_loss"]))
