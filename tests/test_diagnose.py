@@ -220,14 +220,16 @@ def test_compare_runs_the_diagnosis_and_checks_the_advisor(tiny_bert_dir, tiny_t
     out = tmp_path / "cmp"
     results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
                                     max_steps=2, batch_size=8, robustness=False, out=str(out)))
-    summary = results["diagnosis"]
-    assert summary["status"] == "ok", summary.get("reason")
-    assert summary["file"] == "diagnosis.json" and summary["advisor_check"]["status"] == "checked"
+    assert "diagnosis_failed" not in results, results.get("diagnosis_failed")
+    assert results["diagnosis"] == "diagnosis.json" and results["advisor_check"]["status"] == "checked"
     saved = json.loads((out / "results.json").read_text())
-    assert saved["diagnosis"]["advisor_check"] == summary["advisor_check"]
+    assert saved["advisor_check"] == results["advisor_check"]
+    assert saved["recommendation"]["decision"] in ("full", "peft")
     diagnosis = json.loads((out / "diagnosis.json").read_text())
     assert diagnosis["spectrum_source"]["kind"] == "compare_full_run"
-    assert diagnosis["advisor_check"]["agrees"] == summary["advisor_check"]["agrees"]
+    assert diagnosis["advisor_check"]["agrees"] == results["advisor_check"]["agrees"]
+    assert diagnosis["advisor_check"]["gap_points"] == pytest.approx(
+        100 * (results["runs"][0]["metrics"]["accuracy"] - results["runs"][1]["metrics"]["accuracy"]))
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

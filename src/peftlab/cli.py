@@ -88,10 +88,10 @@ def compare(
         errors.print(f"interrupted; the runs that finished are in {out}/results.json")
         raise typer.Exit(130) from None
     print_table(results, console)
-    if "diagnosis" in results:
+    if config.diagnose:
         from peftlab.diagnose.summary import print_advisor_check
 
-        print_advisor_check(results["diagnosis"], console)
+        print_advisor_check(results, console)
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
     if (Path(out) / "report.html").is_file():
         console.print(f"report: {Path(out) / 'report.html'}")

@@ -64,8 +64,9 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
 def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, results: dict[str, Any],
                            settings: DiagnoseSettings | None = None) -> dict[str, Any]:
     """Inside `compare`: diagnose with the full run's weights (else a probe), write OUT/diagnosis.json, and
-    return the summary results.json keeps (file, recommendation, advisor_check). A failure here is returned
-    as {"status": "failed", ...} with a log in OUT/logs/diagnose.log: the comparison's results stay intact."""
+    return the keys results.json gains: ``diagnosis`` (the file name, the link the report follows),
+    ``recommendation`` and ``advisor_check``. A failure returns ``diagnosis_failed`` (the reason) and logs to
+    OUT/logs/diagnose.log: the comparison's results stay intact."""
     try:
         full_run = out / "runs" / "full"
         full_ok = any(r["method"] == "full" and r["status"] == "ok" for r in results["runs"])
@@ -75,13 +76,12 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
         check = advisor_check(diagnosis["recommendation"], results["runs"])
         diagnosis["advisor_check"] = check
         write_json_atomic(out / DIAGNOSIS_FILE, diagnosis)
-        return {"status": "ok", "file": DIAGNOSIS_FILE, "recommendation": diagnosis["recommendation"],
-                "advisor_check": check}
+        return {"diagnosis": DIAGNOSIS_FILE, "recommendation": diagnosis["recommendation"], "advisor_check": check}
     except Exception as error:  # noqa: BLE001 - the trained runs and their measurements stay valid
         logs = out / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         (logs / "diagnose.log").write_text(traceback.format_exc())
-        return {"status": "failed", "reason": f"{type(error).__name__}: {str(error).strip()[:200]}"}
+        return {"diagnosis_failed": f"{type(error).__name__}: {str(error).strip()[:200]}"}
 
 
 def _assemble(study, signals: dict[str, Any]) -> dict[str, Any]:

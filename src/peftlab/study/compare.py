@@ -184,7 +184,7 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
     if config.diagnose and accelerator.is_main_process:  # before the report, which shows diagnosis.json
         from peftlab.diagnose import diagnose_after_compare
 
-        results["diagnosis"] = diagnose_after_compare(study, encoded, accelerator, out, results)
+        results.update(diagnose_after_compare(study, encoded, accelerator, out, results))
         write_json_atomic(out / RESULTS_FILE, results)
     if accelerator.is_main_process:
         from peftlab.report.write import write_report_safely  # OUT/report.html; a failure there is one logged line
