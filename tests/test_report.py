@@ -220,4 +220,7 @@ def test_compare_writes_the_report_of_a_hostile_dataset(tmp_path, tiny_bert_dir)
     visible = "".join(page.text)
     assert f"labels{HOSTILE[0]}, {HOSTILE[2]}" in visible.replace("\n", "")
     assert HOSTILE[1] in visible  # the label column's name
-    assert len(page.all("figure")) == 8
+    # compare ran the diagnosis too: its recommendation and signals are in the report, its spectrum is the 9th chart
+    assert (out / "diagnosis.json").is_file()
+    assert "No diagnosis" not in visible and "No recommendation" not in visible
+    assert len(page.all("figure")) == 9
