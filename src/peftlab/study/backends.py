@@ -98,6 +98,9 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
 
     config, accelerator, out = context.config, context.accelerator, context.out
     main = accelerator.is_main_process
+    if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1):
+        raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers "
+                          "and --backend ray there")
     store = StudyStore(out / STORE_FILE) if main else None
     header = study_header(context.study, accelerator)
     if main:
