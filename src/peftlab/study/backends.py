@@ -60,12 +60,19 @@ class RunContext:
         return Path(self.config.out)
 
 
+def default_accelerator() -> Accelerator:
+    """accelerate's default, except that a multi-process launch (torchrun, accelerate launch) without CUDA must ask
+    for the CPU explicitly to get a gloo process group: Accelerator() alone leaves each process on its own."""
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(cpu=True) if launched and not torch.cuda.is_available() else Accelerator()
+
+
 def run_context(config, accelerator: Accelerator | None = None) -> RunContext:
     from peftlab.study.compare import build_robustness_suite, prepare_study
     from peftlab.tasks.encode import encode_task
 
     study = prepare_study(config)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or default_accelerator()
     encoded = encode_task(study.task, study.tokenizer, config.max_length)
     study.robustness = build_robustness_suite(study)
     return RunContext(config, study, encoded, accelerator)
