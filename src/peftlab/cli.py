@@ -84,6 +84,9 @@ def compare(
     )
     start = time.perf_counter()
 
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch the main process prints
+        console.quiet = True
+
     def done(record: dict) -> None:
         status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
         accuracy = record["metrics"].get("accuracy")
