@@ -137,24 +137,25 @@ CHILD = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
     from peftlab.study.compare import CompareConfig, compare
-    compare(CompareConfig(model=sys.argv[1], data=sys.argv[2], methods=["full", "lora", "head"], epochs=3,
+    compare(CompareConfig(model=sys.argv[1], data=sys.argv[2], methods=["full", "lora", "head"], epochs=4,
                           batch_size=16, out=sys.argv[3], robustness=False))
 """)
 
 
 def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(tiny_bert_dir, tiny_task_csv, tmp_path):
-    reference = compare(tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "reference"))
+    reference = compare(tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "reference", epochs=4))
     out = tmp_path / "killed"
     seed = random.randrange(10**6)
-    delay = random.Random(seed).uniform(0.0, 4.0)
+    target = random.Random(seed).choice(["full", "lora", "head"])  # the run to kill inside...
+    delay = random.Random(seed).uniform(0.0, 0.3)  # ...this long after its first epoch checkpoint
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tiny_bert_dir), str(tiny_task_csv), str(out)],
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while not list((out / "checkpoints").glob("*/last.pt")) and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first epoch checkpoint: the study is inside its first run
+    while not list((out / "checkpoints").glob(f"*{target}*/last.pt")) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the target run's first epoch checkpoint: the study is inside that run
     time.sleep(delay)
-    assert child.poll() is None, f"the study ended before the kill (delay {delay:.2f} s, seed {seed}): {child.stderr.read()[-2000:]}"
+    assert child.poll() is None, f"the study ended before the kill ({target}, {delay:.2f} s, seed {seed}): {child.stderr.read()[-2000:]}"
     child.send_signal(signal.SIGKILL)
     child.wait()
 
@@ -164,7 +165,7 @@ def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(t
     with sqlite3.connect(out / STORE_FILE) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-    resumed = compare(tiny_config(tiny_bert_dir, tiny_task_csv, out))
+    resumed = compare(tiny_config(tiny_bert_dir, tiny_task_csv, out, epochs=4))
     after = rows(out)
     assert all(after[key]["finished_at"] == finished and after[key]["attempts"] == 1
                for key, finished in finished_before.items()), "a finished run was repeated"
