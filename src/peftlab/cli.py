@@ -60,6 +60,13 @@ def compare(
     attack_examples: int = typer.Option(50, help="Test examples attacked per method (the same for every method)."),
     attack_query_budget: int = typer.Option(100, help="Model queries per attacked example and attack."),
     diagnose: bool = typer.Option(True, "--diagnose/--no-diagnose", help="After the runs: diagnosis signals and the advisor's call, checked against the runs (OUT/diagnosis.json)."),
+    seeds: int = typer.Option(1, help="Run every configuration with this many seeds (seed, seed+1, ...); tables show mean ± std and 95% CI."),
+    tune: Optional[str] = typer.Option(None, help="`lr`: search each method's learning rate on validation first (Optuna, successive halving)."),
+    tune_points: int = typer.Option(3, help="Learning rates tried per method by --tune lr (log grid around the default)."),
+    backend: str = typer.Option("local", help="Where runs execute: local (in-process or --workers processes) or ray."),
+    workers: int = typer.Option(1, help="Local worker processes running runs in parallel."),
+    ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local one)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run again the runs stored as failed."),
 ) -> None:
     """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
     _quiet_libraries()
@@ -73,14 +80,19 @@ def compare(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length, seed=seed, out=out,
         trust_remote_code=trust_remote_code, robustness=robustness, robust_set=robust_set,
         perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
-        attack_query_budget=attack_query_budget, diagnose=diagnose,
+        attack_query_budget=attack_query_budget, diagnose=diagnose, seeds=seeds, tune=tune.split(",") if tune else [],
+        tune_points=tune_points, backend=backend, workers=workers, ray_address=ray_address, retry_failed=retry_failed,
     )
     start = time.perf_counter()
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch the main process prints
+        console.quiet = True
 
     def done(record: dict) -> None:
         status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
         accuracy = record["metrics"].get("accuracy")
-        console.print(f"[bold]{record['method']}[/bold]: {status}" + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
+        seed = f" (seed {record['seed']})" if seeds > 1 else ""
+        console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
 
     try:
         results = run_compare(config, on_run_done=done)

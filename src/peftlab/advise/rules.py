@@ -159,7 +159,11 @@ def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_po
     """The advisor's call next to what a comparison measured: did the best PEFT method land within
     ``tolerance_points`` accuracy points of full fine-tuning? The advisor agrees when it said peft and the best
     PEFT was within, or said full and it was not."""
-    ok = {r["method"]: r["metrics"]["accuracy"] for r in runs if r.get("status") == "ok" and r.get("metrics")}
+    per_method: dict[str, list[float]] = {}
+    for r in runs:  # several seeds of a method: their mean
+        if r.get("status") == "ok" and r.get("metrics"):
+            per_method.setdefault(r["method"], []).append(r["metrics"]["accuracy"])
+    ok = {method: sum(values) / len(values) for method, values in per_method.items()}
     if "full" not in ok:
         return {"status": "not_checked", "reason": "no successful full fine-tuning run to compare with"}
     peft = {m: a for m, a in ok.items() if m != "full"}

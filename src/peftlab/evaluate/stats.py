@@ -39,3 +39,33 @@ def bootstrap_mean_interval(values, resamples: int = 2000, seed: int = 0) -> lis
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def mean_std_interval(values) -> dict:
+    """n, mean, sample std and the 95% Student-t interval of the mean of a few values (e.g. one per seed);
+    std and interval are None for fewer than two values."""
+    from scipy import stats as scipy_stats
+
+    values = np.asarray(values, dtype=float)
+    summary = {"n": int(values.size), "mean": float(values.mean()) if values.size else None, "std": None, "ci95": None}
+    if values.size >= 2:
+        std = float(values.std(ddof=1))
+        half = float(scipy_stats.t.ppf(0.975, values.size - 1)) * std / math.sqrt(values.size)
+        summary.update(std=std, ci95=[summary["mean"] - half, summary["mean"] + half])
+    return summary
+
+
+def welch_test(values, reference) -> dict | None:
+    """Difference of means (values − reference) with Welch's two-sided t-test; None for fewer than two of either.
+    Significant means p < 0.05."""
+    from scipy import stats as scipy_stats
+
+    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if values.size < 2 or reference.size < 2:
+        return None
+    difference = float(values.mean() - reference.mean())
+    if np.all(values == values[0]) and np.all(reference == reference[0]):
+        p_value = 1.0 if difference == 0 else 0.0  # no spread: the t statistic is undefined
+    else:
+        p_value = float(scipy_stats.ttest_ind(values, reference, equal_var=False).pvalue)
+    return {"difference": difference, "p_value": p_value, "significant": p_value < 0.05, "test": "welch_t"}

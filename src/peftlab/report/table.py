@@ -61,12 +61,13 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     formatted text of each column of COMPARISON_COLUMNS after the first) and ``values`` (the raw number behind
     each cell, for sorting and CSV; None where the run has no value)."""
     runs = results["runs"]
-    reference = reference_run(runs)
-    ref_metrics = reference["metrics"] if reference else {}
     rows = []
     for run in runs:
+        reference = reference_run([r for r in runs if r.get("seed") == run.get("seed")])  # full, the same seed
+        ref_metrics = reference["metrics"] if reference else {}
         row = {"method": run["method"], "status": run["status"], "reason": run.get("reason", ""),
-               "reference": run is reference, "cells": [], "values": []}
+               "reference": run is reference, "cells": [], "values": [],
+               "seed": run.get("seed") if "aggregates" in results else None}
         rows.append(row)
         if run["status"] != "ok":
             continue
@@ -94,10 +95,11 @@ def comparison_table(results: dict[str, Any]) -> Table:
     for column in COMPARISON_COLUMNS:
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in comparison_rows(results):
+        label = row["method"] + ("" if row.get("seed") is None else f" s{row['seed']}")  # several seeds: which
         if row["status"] != "ok":
-            table.add_row(row["method"], f"[red]failed: {row['reason']}[/red]", *[""] * 8)
+            table.add_row(label, f"[red]failed: {row['reason']}[/red]", *[""] * 8)
             continue
-        table.add_row(row["method"] + (" (ref)" if row["reference"] else ""), *row["cells"])
+        table.add_row(label + (" (ref)" if row["reference"] else ""), *row["cells"])
     return table
 
 
@@ -114,6 +116,9 @@ def print_table(results: dict[str, Any], console: Console | None = None) -> None
     """The comparison table, then the robustness table when the runs have robustness results."""
     console = console or Console()
     console.print(comparison_table(results))
+    from peftlab.report.study_tables import print_study_tables  # seeds and tuning, when the study has them
+
+    print_study_tables(results, console)
     print_robustness_table(results, console)
     from peftlab.report.estimate_check import estimate_check_table  # imports this module's helpers
 

@@ -43,16 +43,16 @@ from peftlab.methods import (
 from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
 from peftlab.study.artifacts import RUN_FILE
 from peftlab.study.estimates import estimate_versus_measured
+from peftlab.study.runs import RunSpec
 from peftlab.study.results import (
-    RESULTS_FILE,
     command_line,
     hardware,
     package_versions,
     write_json_atomic,
 )
 from peftlab.tasks import load_task
-from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train
+from peftlab.train.checkpoint import checkpoint_epoch
 
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "merges.txt", "vocab.json", "chat_template.jinja", "added_tokens.json", "tokenizer.model"}
@@ -88,6 +88,13 @@ class CompareConfig:
     attack_examples: int = 50
     attack_query_budget: int = 100
     diagnose: bool = True  # after the runs: diagnosis signals + advisor, checked against the runs (docs/DIAGNOSE.md)
+    seeds: int = 1  # every configuration runs with seeds seed, seed+1, ... (docs/STUDIES.md)
+    tune: list[str] = field(default_factory=list)  # ["lr"]: a learning-rate search per method before the runs
+    tune_points: int = 3  # learning rates tried per method, on a log grid around its default
+    backend: str = "local"  # local (in-process, or --workers processes) or ray
+    workers: int = 1
+    ray_address: str | None = None  # an existing Ray cluster; None starts a local one
+    retry_failed: bool = False  # re-run the runs the store holds as failed
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
@@ -101,6 +108,9 @@ class CompareConfig:
             raise ConfigError("--robust-set needs the robustness evaluation; drop --no-robustness")
         if self.robustness:
             self.robustness_settings().check()
+        from peftlab.study.backends import check_execution  # the study options live with their modules
+
+        check_execution(self)
 
     def robustness_settings(self) -> RobustnessSettings | None:
         if not self.robustness:
@@ -167,29 +177,24 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
 
 
 def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Run the comparison; returns the results dict also written to OUT/results.json."""
-    study = prepare_study(config)
-    accelerator = Accelerator()
-    encoded = encode_task(study.task, study.tokenizer, config.max_length)
-    study.robustness = build_robustness_suite(study)
-    out = Path(config.out)
-    results = {"study": study_header(study, accelerator), "runs": []}
-    for name in study.methods:
-        record = run_method(study, name, encoded, accelerator, out)
-        results["runs"].append(record)
-        if accelerator.is_main_process:
-            write_json_atomic(out / RESULTS_FILE, results)
-        if on_run_done:
-            on_run_done(record)
-    if config.diagnose and accelerator.is_main_process:  # before the report, which shows diagnosis.json
-        from peftlab.diagnose import diagnose_after_compare
+    """Run the comparison; returns the results dict also written to OUT/results.json.
 
-        results.update(diagnose_after_compare(study, encoded, accelerator, out, results))
-        write_json_atomic(out / RESULTS_FILE, results)
-    if accelerator.is_main_process:
+    The study's state lives in OUT/study.sqlite: re-running the same call skips the finished runs and continues an
+    interrupted one from its last epoch checkpoint (docs/STUDIES.md)."""
+    from peftlab.study.backends import run_context, run_study
+
+    context = run_context(config)
+    results = run_study(context, on_run_done)
+    if config.diagnose and context.accelerator.is_main_process:  # before the report, which shows diagnosis.json
+        from peftlab.diagnose import diagnose_after_compare
+        from peftlab.study.summary import write_results
+
+        results.update(diagnose_after_compare(context.study, context.encoded, context.accelerator, context.out, results))
+        write_results(context.out, results)
+    if context.accelerator.is_main_process:
         from peftlab.report.write import write_report_safely  # OUT/report.html; a failure there is one logged line
 
-        write_report_safely(out, results)
+        write_report_safely(Path(config.out), results)
     return results
 
 
@@ -205,39 +210,47 @@ def build_robustness_suite(study: Study) -> RobustnessSuite | None:
     return suite
 
 
-def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path) -> dict[str, Any]:
-    """Train, evaluate and save one method; a failure becomes a `failed` record with its reason."""
-    record: dict[str, Any] = {"method": name, "config": {}, "status": "ok", "metrics": {}, "cost": {}, "curve": {}}
+def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path,
+               run: RunSpec | None = None) -> dict[str, Any]:
+    """Train, evaluate and save one run of a method; a failure becomes a `failed` record with its reason."""
+    run = run or RunSpec(name, study.config.seed)
+    record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
+                              "metrics": {}, "cost": {}, "curve": {}}
+    start = time.perf_counter()
     try:
-        _train_and_measure(study, name, encoded, accelerator, out, record)
+        _train_and_measure(study, name, encoded, accelerator, out, record, run)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
         record["status"] = "failed"
         record["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        _write_log(out, name, traceback.format_exc())
+        _write_log(out, run.artifact_name, traceback.format_exc())
     finally:
         accelerator.free_memory()
         release_free_memory()
+    record["timing"] = {"wall_seconds": time.perf_counter() - start, "resumed_from_epoch": record.pop("_resumed", None)}
     return record
 
 
-def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict) -> None:
+def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
+                       run: RunSpec) -> None:
     config, task, method = study.config, study.task, get_method(name)
+    checkpoint = run.checkpoint(out)
+    record["_resumed"] = checkpoint_epoch(checkpoint)
     with PeakMemory(accelerator.device) as peak:
-        set_seed(config.seed)
+        set_seed(run.seed)
         base = load_classifier(study.model_ref, task.label_names, study.tokenizer.pad_token_id)
-        settings, learning_rate = method.resolve(base, study.overrides.get(name, {}))
+        settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
         record["config"] = {**settings, "learning_rate": learning_rate}
         model = method.apply(base, settings).to(accelerator.device)
         trainable_params, total_params = parameter_counts(model)
         train_config = TrainConfig(
             learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
-            batch_size=config.batch_size, seed=config.seed,
+            batch_size=config.batch_size, seed=run.seed,
         )
-        outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels)
+        outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels, checkpoint)
     model = accelerator.unwrap_model(model)
     test = evaluate_split(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device, task.num_labels, "test")
     latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
-    artifact = save_artifact(study, name, record["config"], model, out) if accelerator.is_main_process else None
+    artifact = save_artifact(study, name, record["config"], model, out, run.artifact_name) if accelerator.is_main_process else None
 
     record["metrics"] = {
         "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
@@ -253,11 +266,11 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
     record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
-                                                  config.batch_size, accelerator.device, config.seed)
+                                                  config.batch_size, accelerator.device, run.seed)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     if study.robustness is not None:
         record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
-                                                  lambda text: _write_log(out, f"{name}.robustness", text))
+                                                  lambda text: _write_log(out, f"{run.artifact_name}.robustness", text))
 
 
 def measure_robustness(model, tokenizer, suite: RobustnessSuite, device, write_log: Callable[[str], None]) -> dict:
@@ -269,10 +282,10 @@ def measure_robustness(model, tokenizer, suite: RobustnessSuite, device, write_l
         return {"status": "failed", "reason": f"{type(error).__name__}: {str(error).strip()[:200]}"}
 
 
-def save_artifact(study: Study, name: str, run_config: dict, model, out: Path) -> Path:
-    """Save into a temporary folder, then rename: OUT/runs/<method> is either complete or absent."""
-    final = out / "runs" / name
-    staging = out / "runs" / f".{name}.partial"
+def save_artifact(study: Study, name: str, run_config: dict, model, out: Path, folder: str | None = None) -> Path:
+    """Save into a temporary folder, then rename: OUT/runs/<folder> (default: the method) is complete or absent."""
+    final = out / "runs" / (folder or name)
+    staging = out / "runs" / f".{folder or name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     get_method(name).save(model, staging)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import torch
 from accelerate import Accelerator
@@ -19,6 +21,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from peftlab.evaluate import evaluate_split
 from peftlab.measure import optimizer_state_bytes
+from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
 from peftlab.tasks.encode import train_loader
 
 
@@ -68,10 +71,15 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int) -> TrainOutcome:
-    """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record."""
+def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
+          checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> TrainOutcome:
+    """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
+
+    With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
+    ``on_epoch(epoch, validation_scores)`` is called after every epoch (tuning reports and prunes through it)."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
+    generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
     total_steps = config.max_steps or config.epochs * len(loader)
     epochs = math.ceil(total_steps / len(loader))
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
@@ -79,9 +87,17 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    outcome, best_score, best_state = TrainOutcome(), -math.inf, None
-    progress = tqdm(total=total_steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process else True)
-    for epoch in range(1, epochs + 1):
+    outcome, best_score, best_state, first_epoch = TrainOutcome(), -math.inf, None, 1
+    saved = load_checkpoint(checkpoint)
+    if saved is not None:
+        restore_trainable_state(model, saved["trainable"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_states(saved["rng"], generator)
+        outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
+        first_epoch = saved["epoch"] + 1
+    progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process else True)
+    for epoch in range(first_epoch, epochs + 1):
         model.train()
         start = time.perf_counter()
         for batch in loader:
@@ -108,6 +124,12 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
         outcome.validation.append({"epoch": epoch, **scores})
         if scores[config.selection_metric] > best_score:
             best_score, best_state, outcome.best_epoch = scores[config.selection_metric], trainable_state(model), epoch
+        if checkpoint is not None and accelerator.is_main_process:
+            save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator, outcome,
+                            best_score, best_state)
+        accelerator.wait_for_everyone()
+        if on_epoch is not None:
+            on_epoch(epoch, scores)
     progress.close()
 
     outcome.optimizer_state_bytes = optimizer_state_bytes(optimizer)

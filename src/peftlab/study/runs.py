@@ -1,0 +1,50 @@
+"""The runs of a study: one per (method, seed, learning rate), each with a stable key, artifact and checkpoint path.
+
+The key is what the store remembers a run by; re-running the same study plans the same keys, so a finished run
+is found and not repeated. The study's first seed keeps the historical artifact folder OUT/runs/<method>; other
+seeds save to OUT/runs/<method>-seed<N>.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+CHECKPOINTS_DIR = "checkpoints"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    seed: int
+    learning_rate: float | None = None  # None: the method's default or configured learning rate
+    phase: str = "run"  # "run": a measured run of the study; "tune": a learning-rate trial
+    primary: bool = True  # the study's first seed: artifact in OUT/runs/<method>
+
+    @property
+    def key(self) -> str:
+        rate = "default" if self.learning_rate is None else f"{self.learning_rate:.6g}"
+        return f"{self.phase}/{self.method}/seed={self.seed}/lr={rate}"
+
+    @property
+    def artifact_name(self) -> str:
+        return self.method if self.primary else f"{self.method}-seed{self.seed}"
+
+    def overrides(self) -> dict:
+        return {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
+
+    def checkpoint(self, out: Path) -> Path:
+        return Path(out) / CHECKPOINTS_DIR / re.sub(r"[^A-Za-z0-9.=-]+", "_", self.key) / "last.pt"
+
+
+def study_seeds(first_seed: int, count: int) -> list[int]:
+    return [first_seed + offset for offset in range(count)]
+
+
+def plan_runs(methods: list[str], first_seed: int, seeds: int, learning_rates: dict[str, float] | None = None) -> list[RunSpec]:
+    """Methods × seeds, in that order (every method's first seed before any second seed, so a partial study
+    already compares all methods); ``learning_rates`` (tuned) replace the defaults where given."""
+    learning_rates = learning_rates or {}
+    return [RunSpec(method, seed, learning_rates.get(method), "run", seed == first_seed)
+            for seed in study_seeds(first_seed, seeds) for method in methods]

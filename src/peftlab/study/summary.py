@@ -1,0 +1,57 @@
+"""results.json, derived from the store: the header, one record per run in plan order, aggregates over seeds, tuning.
+
+Aggregates: per method, over its ok runs (one per seed), the mean, sample std and 95% Student-t interval of each
+test metric, and against full fine-tuning the difference of means with Welch's t-test (significant at p < 0.05).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from peftlab.evaluate.stats import mean_std_interval, welch_test
+from peftlab.study.results import RESULTS_FILE, write_json_atomic
+from peftlab.study.runs import RunSpec
+
+REFERENCE_METHOD = "full"
+AGGREGATED_METRICS = ("accuracy", "macro_f1")
+
+
+def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict], tuning: dict | None) -> dict[str, Any]:
+    runs = [records[spec.key] for spec in specs if spec.key in records]
+    results: dict[str, Any] = {"study": header, "runs": runs}
+    if header.get("seeds", 1) > 1:
+        results["aggregates"] = aggregate(runs)
+    if tuning is not None:
+        results["tuning"] = tuning_summary(tuning, runs)
+    return results
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    write_json_atomic(Path(out) / RESULTS_FILE, results)
+
+
+def aggregate(runs: list[dict]) -> dict[str, dict]:
+    """{method: {"runs", "failed", metric: {n, mean, std, ci95, vs_full}}} over the ok runs of each method."""
+    methods = list(dict.fromkeys(run["method"] for run in runs))
+    values = {method: {metric: [run["metrics"][metric] for run in runs if run["method"] == method and run["status"] == "ok"]
+                       for metric in AGGREGATED_METRICS} for method in methods}
+    summary = {}
+    for method in methods:
+        entry: dict[str, Any] = {"runs": sum(run["method"] == method for run in runs),
+                                 "failed": sum(run["method"] == method and run["status"] != "ok" for run in runs)}
+        for metric in AGGREGATED_METRICS:
+            entry[metric] = mean_std_interval(values[method][metric]) if values[method][metric] else None
+            if entry[metric] is not None and method != REFERENCE_METHOD and REFERENCE_METHOD in values:
+                entry[metric]["vs_full"] = welch_test(values[method][metric], values[REFERENCE_METHOD][metric])
+        summary[method] = entry
+    return summary
+
+
+def tuning_summary(tuning: dict, runs: list[dict]) -> dict[str, Any]:
+    """The tuning per method, its total cost in wall seconds, and that cost over one untuned pass (the wall
+    seconds of every method's first-seed run: one run per method, the same work as a study without tuning)."""
+    seconds = sum(result["seconds"] for result in tuning.values())
+    one_pass = sum(run["timing"]["wall_seconds"] for run in runs if run.get("timing") and run["seed"] == min(r["seed"] for r in runs))
+    return {"methods": tuning, "seconds": seconds, "one_pass_seconds": one_pass,
+            "cost_vs_one_pass": seconds / one_pass if one_pass else None}

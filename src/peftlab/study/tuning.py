@@ -1,0 +1,136 @@
+"""`--tune lr`: a small learning-rate search per method on the validation split, with Optuna's successive halving.
+
+For each method, ``tune_points`` learning rates on a log grid around its default (factors of √10: default, /√10,
+×√10, /10, ×10, ...; the default first) are tried in that order with the study's first seed. Each trial trains
+for the study's budget and reports its validation accuracy after every epoch to Optuna; Optuna's
+SuccessiveHalvingPruner (min resource one epoch, reduction factor 3) stops a trial whose accuracy at a rung is
+not in the top third of the trials that reached it, so weak settings cost about one epoch. The chosen learning
+rate is the completed trial with the best validation accuracy (ties: lower validation loss at that epoch).
+
+Trials are rows of the study store (phase ``tune``): on a re-run the finished ones are replayed into a fresh
+Optuna study (``add_trial`` with their per-epoch values) so the pruner decides as it would have, and only the
+unfinished ones train again (from their start: trials keep no epoch checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from peftlab.study.runs import RunSpec
+
+OBJECTIVE = "accuracy"
+
+
+def learning_rate_grid(default: float, points: int) -> list[float]:
+    """``points`` learning rates around ``default`` on a log grid (steps of √10), nearest first."""
+    exponents = sorted(range(-(points // 2), points - points // 2), key=lambda k: (abs(k), k))
+    return [float(f"{default * 10 ** (k / 2):.3g}") for k in exponents]
+
+
+def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
+    """{method: {grid, trials, chosen_learning_rate, seconds}}; trials are stored as they finish."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from peftlab.methods import get_method
+
+    config, study = context.config, context.study
+    results = {}
+    for method in study.methods:
+        configured = study.overrides.get(method, {}).get("learning_rate", get_method(method).learning_rate)
+        grid = learning_rate_grid(float(configured), config.tune_points)
+        optuna_study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.RandomSampler(seed=config.seed),
+            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+        distribution = optuna.distributions.CategoricalDistribution(grid)
+        trials = []
+        for learning_rate in grid:
+            spec = RunSpec(method, config.seed, learning_rate, phase="tune", primary=False)
+            row = store.run(spec.key) if store is not None else None
+            if row is not None and row["status"] in ("ok", "pruned", "failed"):
+                record = row["record"]
+                optuna_study.add_trial(_replayed(optuna, record, distribution))
+            else:
+                if store is not None:
+                    store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
+                record = run_trial(context, spec, optuna_study, distribution)
+                if store is not None:
+                    store.finish(spec.key, record, record["seconds"])
+            trials.append(record)
+        results[method] = {"grid": grid, "trials": trials, "chosen_learning_rate": choose(trials),
+                           "seconds": sum(trial["seconds"] for trial in trials)}
+    return results
+
+
+def choose(trials: list[dict]) -> float | None:
+    complete = [t for t in trials if t["status"] == "ok" and t["validation"]]
+    if not complete:
+        return None
+    best = min(complete, key=lambda t: (-t["best_validation"][OBJECTIVE], t["best_validation"]["loss"]))
+    return best["learning_rate"]
+
+
+def _replayed(optuna, record: dict, distribution):
+    state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+             "failed": optuna.trial.TrialState.FAIL}[record["status"]]
+    value = record["best_validation"][OBJECTIVE] if record["status"] == "ok" else None
+    return optuna.trial.create_trial(
+        params={"learning_rate": record["learning_rate"]}, distributions={"learning_rate": distribution},
+        value=value, state=state, intermediate_values={v["epoch"]: v[OBJECTIVE] for v in record["validation"]})
+
+
+def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, Any]:
+    """Train one trial, reporting each epoch's validation accuracy; returns its record (ok, pruned or failed)."""
+    import optuna
+    from accelerate.utils import set_seed
+
+    from peftlab.measure import release_free_memory
+    from peftlab.methods import get_method
+    from peftlab.models import load_classifier
+    from peftlab.train import TrainConfig, train
+
+    optuna_study.enqueue_trial({"learning_rate": spec.learning_rate})
+    trial = optuna_study.ask({"learning_rate": distribution})
+    study, config, accelerator = context.study, context.config, context.accelerator
+    record: dict[str, Any] = {"method": spec.method, "learning_rate": spec.learning_rate, "seed": spec.seed,
+                              "status": "ok", "validation": [], "best_validation": None}
+
+    def report(epoch: int, scores: dict) -> None:
+        record["validation"].append({"epoch": epoch, **scores})
+        trial.report(scores[OBJECTIVE], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    start = time.perf_counter()
+    try:
+        set_seed(spec.seed)
+        method = get_method(spec.method)
+        base = load_classifier(study.model_ref, study.task.label_names, study.tokenizer.pad_token_id)
+        settings, learning_rate = method.resolve(base, {**study.overrides.get(spec.method, {}), **spec.overrides()})
+        model = method.apply(base, settings).to(accelerator.device)
+        train(model, context.encoded, study.tokenizer,
+              TrainConfig(learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
+                          batch_size=config.batch_size, seed=spec.seed),
+              accelerator, study.task.num_labels, on_epoch=report)
+    except optuna.TrialPruned:
+        record["status"] = "pruned"
+    except Exception as error:  # noqa: BLE001 - a diverging learning rate is a result of the search
+        record["status"] = "failed"
+        record["reason"] = f"{type(error).__name__}: {str(error).strip()[:200]}"
+    finally:
+        accelerator.free_memory()
+        release_free_memory()
+    record["seconds"] = time.perf_counter() - start
+    record["epochs_trained"] = len(record["validation"])
+    if record["validation"]:
+        record["best_validation"] = max(record["validation"], key=lambda v: (v[OBJECTIVE], -v["loss"]))
+    state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
+             "failed": optuna.trial.TrialState.FAIL}[record["status"]]
+    value = record["best_validation"][OBJECTIVE] if state == optuna.trial.TrialState.COMPLETE else None
+    if value is not None and math.isfinite(value):
+        optuna_study.tell(trial, value)
+    else:
+        optuna_study.tell(trial, state=state if state != optuna.trial.TrialState.COMPLETE else optuna.trial.TrialState.FAIL)
+    return record

@@ -1,0 +1,98 @@
+"""--seeds N (one record per run, aggregates with std, 95% CI and Welch's test against full) and --tune lr
+(a log grid around each default searched with Optuna's successive halving; trials stored and not repeated)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from rich.console import Console
+
+from peftlab.errors import ConfigError
+from peftlab.evaluate.stats import mean_std_interval, welch_test
+from peftlab.report import print_table
+from peftlab.study.compare import CompareConfig, compare
+from peftlab.study.store import STORE_FILE, StudyStore
+from peftlab.study.tuning import learning_rate_grid
+
+
+def test_mean_std_interval_and_welch_test_on_known_values():
+    summary = mean_std_interval([0.80, 0.82, 0.84])
+    assert summary["n"] == 3 and summary["mean"] == pytest.approx(0.82)
+    assert summary["std"] == pytest.approx(0.02)
+    # t(0.975, 2) = 4.302653: half width 4.302653 * 0.02 / sqrt(3)
+    assert summary["ci95"] == pytest.approx([0.82 - 0.0496828, 0.82 + 0.0496828], abs=1e-6)
+    assert mean_std_interval([0.5]) == {"n": 1, "mean": 0.5, "std": None, "ci95": None}
+    far = welch_test([0.60, 0.61, 0.62], [0.80, 0.81, 0.82])
+    assert far["difference"] == pytest.approx(-0.2) and far["significant"] and far["p_value"] < 1e-3
+    near = welch_test([0.80, 0.84, 0.82], [0.81, 0.83, 0.82])
+    assert not near["significant"] and near["p_value"] > 0.5
+    assert welch_test([0.8], [0.7, 0.9]) is None
+
+
+def test_learning_rate_grid_is_logarithmic_around_the_default_default_first():
+    assert learning_rate_grid(1e-3, 3) == [1e-3, 3.16e-4, 3.16e-3]
+    assert learning_rate_grid(2e-5, 5) == [2e-5, 6.32e-6, 6.32e-5, 2e-6, 2e-4]
+
+
+def test_study_options_are_checked(tiny_bert_dir, tiny_task_csv, tmp_path):
+    base = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), out=str(tmp_path), robustness=False)
+    for overrides, message in [({"seeds": 0}, "--seeds"), ({"tune": ["wd"]}, "--tune supports lr"),
+                               ({"backend": "slurm"}, "--backend"), ({"workers": 2, "backend": "ray"}, "--workers"),
+                               ({"ray_address": "x:1"}, "--ray-address")]:
+        with pytest.raises(ConfigError, match=message):
+            compare(CompareConfig(**base, **overrides))
+
+
+def test_seeds_give_one_record_per_run_and_aggregates(tiny_bert_dir, tiny_task_csv, tmp_path):
+    out = tmp_path / "study"
+    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"], epochs=1,
+                           batch_size=16, out=str(out), robustness=False, seeds=2, seed=5)
+    results = compare(config)
+    assert [(r["method"], r["seed"]) for r in results["runs"]] == [
+        ("full", 5), ("head", 5), ("full", 6), ("head", 6)]
+    assert [r["artifact"] for r in results["runs"]] == ["runs/full", "runs/head", "runs/full-seed6", "runs/head-seed6"]
+    accuracies = {m: [r["metrics"]["accuracy"] for r in results["runs"] if r["method"] == m] for m in ("full", "head")}
+    for method in ("full", "head"):
+        entry = results["aggregates"][method]["accuracy"]
+        assert entry["n"] == 2 and entry["mean"] == pytest.approx(sum(accuracies[method]) / 2)
+        assert entry["ci95"][0] <= entry["mean"] <= entry["ci95"][1]
+    versus = results["aggregates"]["head"]["accuracy"]["vs_full"]
+    assert versus["difference"] == pytest.approx(results["aggregates"]["head"]["accuracy"]["mean"]
+                                                 - results["aggregates"]["full"]["accuracy"]["mean"])
+    assert 0 <= versus["p_value"] <= 1 and versus["significant"] == (versus["p_value"] < 0.05)
+    assert "vs_full" not in results["aggregates"]["full"]["accuracy"]
+    assert json.loads((out / "results.json").read_text())["aggregates"] == json.loads(json.dumps(results["aggregates"]))
+
+    console = Console(record=True, width=250)
+    print_table(results, console)
+    text = console.export_text()
+    assert "over 2 seeds" in text and "full s6" in text and "±" in text
+
+
+def test_tune_lr_searches_a_grid_with_pruning_and_resumes_without_repeating(tiny_bert_dir, tiny_task_csv, tmp_path):
+    out = tmp_path / "study"
+    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head"], epochs=3,
+                           batch_size=16, out=str(out), robustness=False, tune=["lr"])
+    results = compare(config)
+    tuning = results["tuning"]["methods"]["head"]
+    assert tuning["grid"] == learning_rate_grid(5e-2, 3)
+    assert [t["learning_rate"] for t in tuning["trials"]] == tuning["grid"]
+    assert all(t["status"] in ("ok", "pruned") for t in tuning["trials"])
+    assert all(t["status"] == "ok" or t["epochs_trained"] < 3 for t in tuning["trials"])  # pruned = stopped early
+    assert tuning["trials"][0]["status"] == "ok"  # the first trial has no competitor to be pruned against
+    complete = [t for t in tuning["trials"] if t["status"] == "ok"]
+    best = max(t["best_validation"]["accuracy"] for t in complete)
+    assert tuning["chosen_learning_rate"] in [t["learning_rate"] for t in complete
+                                               if t["best_validation"]["accuracy"] == best]
+    run = results["runs"][0]
+    assert run["config"]["learning_rate"] == tuning["chosen_learning_rate"]
+    assert results["tuning"]["seconds"] == pytest.approx(sum(t["seconds"] for t in tuning["trials"]))
+    assert results["tuning"]["cost_vs_one_pass"] == pytest.approx(results["tuning"]["seconds"] / run["timing"]["wall_seconds"])
+    assert math.isfinite(results["tuning"]["cost_vs_one_pass"])
+
+    again = compare(config)  # every trial and the run are in the store: nothing trains again
+    assert again["tuning"]["methods"]["head"]["chosen_learning_rate"] == tuning["chosen_learning_rate"]
+    assert {row["attempts"] for row in StudyStore(out / STORE_FILE).runs()} == {1}
+    assert len(StudyStore(out / STORE_FILE).runs(phase="tune")) == 3
