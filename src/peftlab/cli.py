@@ -59,6 +59,11 @@ def compare(
     perturb_severity: float = typer.Option(0.2, help="Share of the words each perturbation touches."),
     attack_examples: int = typer.Option(50, help="Test examples attacked per method (the same for every method)."),
     attack_query_budget: int = typer.Option(100, help="Model queries per attacked example and attack."),
+    task: Optional[str] = typer.Option(None, help="classification, multiple-choice or generation (default: inferred from the data; see docs/DECODERS.md)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations in backward (less memory, slower)."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights and optimizer stay fp32)."),
+    load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="Load the base in 4-bit (QLoRA; CUDA + bitsandbytes only)."),
+    load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="Load the base in 8-bit (CUDA + bitsandbytes only)."),
 ) -> None:
     """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
     _quiet_libraries()
@@ -72,14 +77,15 @@ def compare(
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length, seed=seed, out=out,
         trust_remote_code=trust_remote_code, robustness=robustness, robust_set=robust_set,
         perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
-        attack_query_budget=attack_query_budget,
+        attack_query_budget=attack_query_budget, task=task, gradient_checkpointing=gradient_checkpointing, bf16=bf16,
+        load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
     )
     start = time.perf_counter()
 
     def done(record: dict) -> None:
         status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
-        accuracy = record["metrics"].get("accuracy")
-        console.print(f"[bold]{record['method']}[/bold]: {status}" + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
+        score = next(((k, record["metrics"][k]) for k in ("accuracy", "exact_match") if k in record["metrics"]), None)
+        console.print(f"[bold]{record['method']}[/bold]: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
 
     try:
         results = run_compare(config, on_run_done=done)

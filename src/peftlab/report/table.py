@@ -54,6 +54,14 @@ COMPARISON_COLUMNS = ("method", "accuracy (Δ pts)", "macro F1 (Δ pts)", "train
                       "train s", "tokens/s", "checkpoint", "infer ms/ex")
 
 
+def quality_metrics(results: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two quality columns' (metric key, column name): generation tasks are scored by exact and normalised
+    match instead of accuracy and macro F1 (docs/DECODERS.md)."""
+    if (results["study"].get("task") or {}).get("type") == "generation":
+        return ("exact_match", "exact match (Δ pts)"), ("normalized_match", "normalised match (Δ pts)")
+    return ("accuracy", COMPARISON_COLUMNS[1]), ("macro_f1", COMPARISON_COLUMNS[2])
+
+
 def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The comparison table as data, shared by the terminal table and the HTML/Markdown/CSV reports.
 
@@ -63,6 +71,7 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     runs = results["runs"]
     reference = reference_run(runs)
     ref_metrics = reference["metrics"] if reference else {}
+    (first, _), (second, _) = quality_metrics(results)
     rows = []
     for run in runs:
         row = {"method": run["method"], "status": run["status"], "reason": run.get("reason", ""),
@@ -72,12 +81,12 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         metrics, cost = run["metrics"], run["cost"]
         share = cost["trainable_params"] / cost["total_params"] if cost["total_params"] else 0
-        row["values"] = [metrics["accuracy"], metrics["macro_f1"], cost["trainable_params"],
+        row["values"] = [metrics[first], metrics[second], cost["trainable_params"],
                          cost["optimizer_state_bytes"], cost["peak_memory_bytes"], cost["train_seconds"],
                          cost["train_tokens_per_second"], cost["checkpoint_bytes"], cost["inference_ms_per_example"]]
         row["cells"] = [
-            f"{100 * metrics['accuracy']:.1f}" + ("" if row["reference"] else _difference(metrics["accuracy"], ref_metrics.get("accuracy"))),
-            f"{100 * metrics['macro_f1']:.1f}" + ("" if row["reference"] else _difference(metrics["macro_f1"], ref_metrics.get("macro_f1"))),
+            f"{100 * metrics[first]:.1f}" + ("" if row["reference"] else _difference(metrics[first], ref_metrics.get(first))),
+            f"{100 * metrics[second]:.1f}" + ("" if row["reference"] else _difference(metrics[second], ref_metrics.get(second))),
             f"{human_count(cost['trainable_params'])} ({percent(share)})",
             human_bytes(cost["optimizer_state_bytes"]),
             human_bytes(cost["peak_memory_bytes"]),
@@ -91,7 +100,8 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def comparison_table(results: dict[str, Any]) -> Table:
     table = Table(title=table_title(results), title_justify="left")
-    for column in COMPARISON_COLUMNS:
+    (_, first), (_, second) = quality_metrics(results)
+    for column in (COMPARISON_COLUMNS[0], first, second, *COMPARISON_COLUMNS[3:]):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in comparison_rows(results):
         if row["status"] != "ok":
@@ -145,6 +155,8 @@ def robustness_table(results: dict[str, Any]) -> Table | None:
     for run in runs:
         if run["robustness"].get("status") == "failed":
             table.add_row(run["method"], f"[red]failed: {run['robustness'].get('reason', '')}[/red]")
+        elif run["robustness"].get("status") == "skipped":  # e.g. multiple-choice and generation tasks
+            table.add_row(run["method"], f"skipped: {run['robustness'].get('reason', '')}")
         else:
             table.add_row(run["method"], *robustness_cells(run["robustness"], has_set))
     return table

@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from peftlab.errors import ConfigError
-from peftlab.evaluate import evaluate_split, inference_ms_per_example
+from peftlab.evaluate import inference_ms_per_example
 from peftlab.evaluate.attacks import AttackSettings
 from peftlab.evaluate.robustness import (
     RobustnessSettings,
@@ -40,7 +40,9 @@ from peftlab.methods import (
     parse_methods,
     read_method_config,
 )
-from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.evaluate.by_task import evaluation_for, run_metrics
+from peftlab.models import load_base_model, load_config, load_tokenizer, resolve_model
+from peftlab.models.memory import MemoryOptions
 from peftlab.study.artifacts import RUN_FILE
 from peftlab.study.estimates import estimate_versus_measured
 from peftlab.study.results import (
@@ -87,6 +89,11 @@ class CompareConfig:
     perturb_severity: float = 0.2
     attack_examples: int = 50
     attack_query_budget: int = 100
+    task: str | None = None  # classification | multiple-choice | generation; None: inferred from the data
+    gradient_checkpointing: bool = False  # memory options (peftlab.models.memory)
+    bf16: bool = False
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
@@ -100,6 +107,10 @@ class CompareConfig:
             raise ConfigError("--robust-set needs the robustness evaluation; drop --no-robustness")
         if self.robustness:
             self.robustness_settings().check()
+        self.memory_options().check()
+
+    def memory_options(self) -> MemoryOptions:
+        return MemoryOptions(self.gradient_checkpointing, self.bf16, self.load_in_4bit, self.load_in_8bit)
 
     def robustness_settings(self) -> RobustnessSettings | None:
         if not self.robustness:
@@ -139,6 +150,7 @@ def prepare_study(config: CompareConfig) -> Study:
         config.data, subset=config.subset, split=config.split, text_column=config.text_column,
         text_pair_column=config.text_pair_column, label_column=config.label_column,
         max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
+        task_type=config.task,
     )
     tokenizer = load_tokenizer(model_ref)
     return Study(config, model_ref, task, tokenizer, methods, overrides)
@@ -156,6 +168,7 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
         "task": study.task.describe(),
         "seed": config.seed,
         "budget": config.budget(),
+        "memory_options": config.memory_options().describe(),
         "robustness": study.robustness.describe() if study.robustness else None,
         "methods": study.methods,
         "versions": package_versions(),
@@ -168,7 +181,7 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
 def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run the comparison; returns the results dict also written to OUT/results.json."""
     study = prepare_study(config)
-    accelerator = Accelerator()
+    accelerator = config.memory_options().accelerator()
     encoded = encode_task(study.task, study.tokenizer, config.max_length)
     study.robustness = build_robustness_suite(study)
     out = Path(config.out)
@@ -190,8 +203,8 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
 def build_robustness_suite(study: Study) -> RobustnessSuite | None:
     """The perturbed sets, attack examples and embedding neighbours every run is evaluated on (None when off)."""
     settings = study.config.robustness_settings()
-    if settings is None:
-        return None
+    if settings is None or study.task.task_type != "classification":
+        return None  # the perturbations and attacks are defined on classifiers; runs record why (skipped_robustness)
     start = time.perf_counter()
     embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
     suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings)
@@ -218,25 +231,25 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     config, task, method = study.config, study.task, get_method(name)
     with PeakMemory(accelerator.device) as peak:
         set_seed(config.seed)
-        base = load_classifier(study.model_ref, task.label_names, study.tokenizer.pad_token_id)
+        memory = config.memory_options()
+        base = load_base_model(study.model_ref, task, study.tokenizer.pad_token_id, **memory.load_kwargs())
+        base = memory.prepare(base, name)
         settings, learning_rate = method.resolve(base, study.overrides.get(name, {}))
         record["config"] = {**settings, "learning_rate": learning_rate}
         model = method.apply(base, settings).to(accelerator.device)
         trainable_params, total_params = parameter_counts(model)
         train_config = TrainConfig(
             learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
-            batch_size=config.batch_size, seed=config.seed,
+            batch_size=config.batch_size, seed=config.seed, selection_metric=task.selection_metric,
+            evaluate=evaluation_for(task.task_type),
         )
         outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels)
     model = accelerator.unwrap_model(model)
-    test = evaluate_split(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device, task.num_labels, "test")
+    test = evaluation_for(task.task_type)(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device, task.num_labels, "test")
     latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
     artifact = save_artifact(study, name, record["config"], model, out) if accelerator.is_main_process else None
 
-    record["metrics"] = {
-        "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
-        "validation_accuracy": outcome.validation[outcome.best_epoch - 1]["accuracy"], "best_epoch": outcome.best_epoch,
-    }
+    record["metrics"] = run_metrics(task.task_type, test, outcome.validation[outcome.best_epoch - 1], outcome.best_epoch)
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
         "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
@@ -249,6 +262,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
                                                   config.batch_size, accelerator.device, config.seed)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
+    if study.robustness is None and config.robustness:
+        record["robustness"] = {"status": "skipped", "reason": f"not available for task type {task.task_type}"}
     if study.robustness is not None:
         record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
                                                   lambda text: _write_log(out, f"{name}.robustness", text))
