@@ -103,7 +103,7 @@ def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | N
         raise _model_error(ref, error) from None
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
-    return model
+    return _plain_if_dequantized(model)
 
 
 def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
@@ -119,6 +119,20 @@ def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs
         raise _model_error(ref, error) from None
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
+    return _plain_if_dequantized(model)
+
+
+def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:
+    """A GGUF checkpoint loaded as fp32 is a plain model, but transformers keeps its GGUF quantizer attached, and
+    that refuses ``save_pretrained`` ("not serializable"). Detach it when every weight is a plain float tensor."""
+    if getattr(model, "hf_quantizer", None) is None or not all(p.dtype.is_floating_point for p in model.parameters()):
+        return model
+    method = getattr(model.hf_quantizer.quantization_config, "quant_method", None)
+    if str(getattr(method, "value", method)) != "gguf":
+        return model
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     return model
 
 
