@@ -67,6 +67,11 @@ def compare(
     workers: int = typer.Option(1, help="Local worker processes running runs in parallel."),
     ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local one)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run again the runs stored as failed."),
+    task: Optional[str] = typer.Option(None, help="classification, multiple-choice or generation (default: inferred from the data; see docs/DECODERS.md)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations in backward (less memory, slower)."),
+    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights and optimizer stay fp32)."),
+    load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="Load the base in 4-bit (QLoRA; CUDA + bitsandbytes only)."),
+    load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="Load the base in 8-bit (CUDA + bitsandbytes only)."),
 ) -> None:
     """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
     _quiet_libraries()
@@ -82,6 +87,8 @@ def compare(
         perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
         attack_query_budget=attack_query_budget, diagnose=diagnose, seeds=seeds, tune=tune.split(",") if tune else [],
         tune_points=tune_points, backend=backend, workers=workers, ray_address=ray_address, retry_failed=retry_failed,
+        task=task, gradient_checkpointing=gradient_checkpointing, bf16=bf16, load_in_4bit=load_in_4bit,
+        load_in_8bit=load_in_8bit,
     )
     start = time.perf_counter()
 
@@ -90,9 +97,9 @@ def compare(
 
     def done(record: dict) -> None:
         status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
-        accuracy = record["metrics"].get("accuracy")
+        score = next(((k, record["metrics"][k]) for k in ("accuracy", "exact_match") if k in record["metrics"]), None)
         seed = f" (seed {record['seed']})" if seeds > 1 else ""
-        console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test accuracy {accuracy:.3f}" if accuracy is not None else ""))
+        console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
 
     try:
         results = run_compare(config, on_run_done=done)

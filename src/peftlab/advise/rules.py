@@ -157,7 +157,7 @@ def _mean(values: list[float]) -> float | None:
 
 def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_points: float = 2.0) -> dict[str, Any]:
     """The advisor's call next to what a comparison measured: did the best PEFT method land within
-    ``tolerance_points`` accuracy points of full fine-tuning? The advisor agrees when it said peft and the best
+    ``tolerance_points`` accuracy points of full fine-tuning (the mean over seeds)? The advisor agrees when it said peft and the best
     PEFT was within, or said full and it was not."""
     per_method: dict[str, list[float]] = {}
     for r in runs:  # several seeds of a method: their mean

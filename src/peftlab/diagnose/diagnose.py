@@ -12,6 +12,7 @@ from accelerate import Accelerator
 
 from peftlab.advise import advisor_check, recommend
 from peftlab.diagnose.run import DIAGNOSIS_FILE, DiagnoseSettings, measure_signals
+from peftlab.errors import ConfigError
 from peftlab.study.results import write_json_atomic
 
 
@@ -54,11 +55,19 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
 
     config.settings.check()
     study = prepare_study(config.compare_config())  # every input checked before anything is written
+    check_diagnosable(study.task)
     accelerator = Accelerator()
     encoded = encode_task(study.task, study.tokenizer, config.max_length)
     diagnosis = _assemble(study, measure_signals(study, encoded, accelerator, config.settings))
     write_json_atomic(Path(config.out) / DIAGNOSIS_FILE, diagnosis)
     return diagnosis
+
+
+def check_diagnosable(task) -> None:
+    """The signals (linear probe on class labels, classifier-based spectrum) are defined for classification."""
+    if task.task_type != "classification":
+        raise ConfigError(f"diagnose measures classification tasks; {task.name!r} is a {task.task_type} task "
+                          "(docs/DIAGNOSE.md)")
 
 
 def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, results: dict[str, Any],
@@ -67,6 +76,8 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
     return the keys results.json gains: ``diagnosis`` (the file name, the link the report follows),
     ``recommendation`` and ``advisor_check``. A failure returns ``diagnosis_failed`` (the reason) and logs to
     OUT/logs/diagnose.log: the comparison's results stay intact."""
+    if study.task.task_type != "classification":
+        return {"diagnosis_skipped": f"the diagnosis measures classification tasks, this is {study.task.task_type}"}
     try:
         full_run = out / "runs" / "full"
         full_ok = any(r["method"] == "full" and r["status"] == "ok" for r in results["runs"])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from peftlab.errors import MethodError
 from peftlab.methods.base import freeze_all_but
 from peftlab.methods.partial_state import PartialStateMethod
 from peftlab.models import head_module_names
@@ -19,7 +20,11 @@ class HeadConfig:
 class HeadOnly(PartialStateMethod):
     def apply(self, model: nn.Module, settings: dict) -> nn.Module:
         heads = tuple(f"{name}." for name in head_module_names(model))
-        return freeze_all_but(model, lambda name: name.startswith(heads))
+        model = freeze_all_but(model, lambda name: name.startswith(heads))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise MethodError("method 'head' trains a task head, and this model has none of its own (a causal LM's "
+                              "output layer tied to its input embeddings); pick another method")
+        return model
 
 
 HEAD = HeadOnly(

@@ -1,12 +1,23 @@
 """Model loading: offline aliases, HF ids and local folders."""
 
 from peftlab.models.aliases import MODEL_ALIASES
-from peftlab.models.load import ModelRef, head_module_names, load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.models.load import (
+    ModelRef,
+    head_module_names,
+    load_base_model,
+    load_causal_lm,
+    load_classifier,
+    load_config,
+    load_tokenizer,
+    resolve_model,
+)
 
 __all__ = [
     "MODEL_ALIASES",
     "ModelRef",
     "head_module_names",
+    "load_base_model",
+    "load_causal_lm",
     "load_classifier",
     "load_config",
     "load_tokenizer",

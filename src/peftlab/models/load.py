@@ -1,4 +1,4 @@
-"""Load a tokenizer and a sequence-classification model by HF id, local folder or offline alias.
+"""Load a tokenizer and a sequence-classification or causal-LM model by HF id, local folder or offline alias.
 
 Safetensors only; remote code only when the user asks for it. Every loading failure a user can cause
 becomes a one-line :class:`ModelError`.
@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from peftlab.errors import ModelError
 from peftlab.models.aliases import MODEL_ALIASES, alias_folder
@@ -74,7 +80,8 @@ def load_tokenizer(ref: ModelRef):
     return tokenizer
 
 
-def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None) -> PreTrainedModel:
+def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,
+                    **load_kwargs) -> PreTrainedModel:
     """A fresh sequence-classification model on the pretrained base, fp32, with a new head for these labels.
 
     The head is initialised from torch's global RNG: seed before calling for reproducible runs.
@@ -90,12 +97,50 @@ def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | N
             label2id={label: index for index, label in enumerate(label_names)},
             dtype=torch.float32,
             **kwargs,
+            **load_kwargs,
         )
     except (OSError, ValueError, KeyError) as error:
         raise _model_error(ref, error) from None
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
+    return _plain_if_dequantized(model)
+
+
+def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
+    """The pretrained decoder with its language-model head, fp32 (a GGUF checkpoint is dequantized).
+
+    ``load_kwargs`` go to ``from_pretrained`` (e.g. a bitsandbytes ``quantization_config``)."""
+    kwargs = ref.from_pretrained_kwargs()
+    if not ref.gguf_file:
+        kwargs["use_safetensors"] = True
+    try:
+        model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32, **kwargs, **load_kwargs)
+    except (OSError, ValueError, KeyError) as error:
+        raise _model_error(ref, error) from None
+    if model.config.pad_token_id is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return _plain_if_dequantized(model)
+
+
+def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:
+    """A GGUF checkpoint loaded as fp32 is a plain model, but transformers keeps its GGUF quantizer attached, and
+    that refuses ``save_pretrained`` ("not serializable"). Detach it when every weight is a plain float tensor."""
+    if getattr(model, "hf_quantizer", None) is None or not all(p.dtype.is_floating_point for p in model.parameters()):
+        return model
+    method = getattr(model.hf_quantizer.quantization_config, "quant_method", None)
+    if str(getattr(method, "value", method)) != "gguf":
+        return model
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     return model
+
+
+def load_base_model(ref: ModelRef, task, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
+    """The base a task trains: a classifier for classification, the causal LM for multiple choice and generation."""
+    if getattr(task, "task_type", "classification") == "classification":
+        return load_classifier(ref, task.label_names, pad_token_id, **load_kwargs)
+    return load_causal_lm(ref, pad_token_id, **load_kwargs)
 
 
 def head_module_names(model: PreTrainedModel) -> list[str]:

@@ -20,7 +20,7 @@ matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from peftlab.report.table import REFERENCE_METHOD, human_bytes, human_count  # noqa: E402
+from peftlab.report.table import REFERENCE_METHOD, headline_metric, human_bytes, human_count  # noqa: E402
 
 FOREGROUND = "#010203"  # a colour no palette uses: replaced by currentColor in the SVG
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#8F8F8F", "#B07A3B", "#6A9F3A")
@@ -102,13 +102,14 @@ def pareto_frontier(points: Iterable[tuple[float, float]]) -> list[int]:
 @_styled
 def pareto_chart(results: dict[str, Any], name: str) -> Figure | None:
     key, label, log, formatter = PARETO_AXES[name]
+    metric, words = headline_metric(results)
     runs = [run for run in ok_runs(results) if isinstance(run["cost"].get(key), (int, float))
-            and run["cost"][key] > 0 and isinstance(run["metrics"].get("accuracy"), (int, float))]
+            and run["cost"][key] > 0 and isinstance(run["metrics"].get(metric), (int, float))]
     if not runs:
         return None
     styles = method_styles(results)
     costs = [float(run["cost"][key]) for run in runs]
-    qualities = [100 * run["metrics"]["accuracy"] for run in runs]
+    qualities = [100 * run["metrics"][metric] for run in runs]
     figure, axes = _figure()
     frontier = pareto_frontier(zip(costs, qualities))
     axes.step([costs[i] for i in frontier], [qualities[i] for i in frontier], where="post", color=fg(),
@@ -127,7 +128,7 @@ def pareto_chart(results: dict[str, Any], name: str) -> Figure | None:
             lambda value, _: re.sub(r"\.0+(?=\D|$)", "", formatter(value))))
     _pad_log_axis(axes, costs, log)
     axes.set_xlabel(label)
-    axes.set_ylabel("test accuracy (%)")
+    axes.set_ylabel(f"test {words} (%)")
     axes.legend(loc="lower right", fontsize=8)
     return figure
 
@@ -180,9 +181,10 @@ def validation_chart(results: dict[str, Any]) -> Figure | None:
     styles = method_styles(results)
     figure, axes = _figure(height=4.0)
     drawn = False
+    metric, words = headline_metric(results)
     for run in ok_runs(results):
-        points = [(row["epoch"], 100 * row["accuracy"]) for row in (run.get("curve") or {}).get("validation") or []
-                  if isinstance(row, dict) and _finite(row.get("epoch")) and _finite(row.get("accuracy"))]
+        points = [(row["epoch"], 100 * row[metric]) for row in (run.get("curve") or {}).get("validation") or []
+                  if isinstance(row, dict) and _finite(row.get("epoch")) and _finite(row.get(metric))]
         if points:
             style = styles[run["method"]]
             axes.plot(*zip(*points), color=style["color"], marker=style["marker"], linewidth=1.6, label=run["method"])
@@ -191,7 +193,7 @@ def validation_chart(results: dict[str, Any]) -> Figure | None:
         return None
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("epoch")
-    axes.set_ylabel("validation accuracy (%)")
+    axes.set_ylabel(f"validation {words} (%)")
     axes.legend(fontsize=8, ncols=2)
     return figure
 

@@ -6,7 +6,8 @@ import csv
 import io
 from typing import Any
 
-COLUMNS = ("method", "status", "reason", "accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch",
+COLUMNS = ("method", "seed", "status", "reason", "accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch",
+           "exact_match", "normalized_match", "validation_exact_match", "test_perplexity",
            "trainable_params", "total_params", "optimizer_state_bytes", "peak_memory_bytes", "train_seconds",
            "train_tokens", "train_tokens_per_second", "train_steps", "checkpoint_bytes", "inference_ms_per_example",
            "robust_clean_accuracy", "robust_perturbed_accuracy", "robust_drop_points", "word_attack_success_rate",
@@ -16,7 +17,7 @@ COLUMNS = ("method", "status", "reason", "accuracy", "macro_f1", "test_loss", "v
 def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for run in results["runs"]:
-        row = {"method": run["method"], "status": run.get("status"), "reason": run.get("reason", "")}
+        row = {"method": run["method"], "seed": run.get("seed"), "status": run.get("status"), "reason": run.get("reason", "")}
         row.update({key: value for key, value in (run.get("metrics") or {}).items() if key in COLUMNS})
         row.update({key: value for key, value in (run.get("cost") or {}).items() if key in COLUMNS})
         robustness = run.get("robustness") if isinstance(run.get("robustness"), dict) else {}

@@ -25,6 +25,7 @@ from peftlab.report.summary import (
 )
 from peftlab.report.table import (
     COMPARISON_COLUMNS,
+    comparison_columns,
     comparison_rows,
     robustness_cells,
     robustness_columns,
@@ -33,10 +34,10 @@ from peftlab.report.table import (
 )
 
 CHART_TITLES = {
-    "pareto_params": "Test accuracy vs trainable parameters",
-    "pareto_memory": "Test accuracy vs peak memory",
-    "pareto_time": "Test accuracy vs train time",
-    "pareto_checkpoint": "Test accuracy vs checkpoint size",
+    "pareto_params": "Test quality vs trainable parameters",
+    "pareto_memory": "Test quality vs peak memory",
+    "pareto_time": "Test quality vs train time",
+    "pareto_checkpoint": "Test quality vs checkpoint size",
     "train_loss": "Train loss per step",
     "validation": "Validation accuracy per epoch",
     "robustness_accuracy": "Clean vs perturbed accuracy",
@@ -169,11 +170,11 @@ def _decision(inputs: ReportInputs) -> str:
 
 def _comparison(results: dict[str, Any]) -> str:
     head = "".join(f'<th scope="col"><button type="button">{escape(column)}</button></th>'
-                   for column in COMPARISON_COLUMNS)
+                   for column in comparison_columns(results))
     rows = []
     for row in comparison_rows(results):
-        method = f'<td data-sort="{escape(row["method"])}">{escape(row["method"])}' \
-                 f'{" (ref)" if row["reference"] else ""}</td>'
+        label = row["method"] + ("" if row.get("seed") is None else f" s{row['seed']}")  # several seeds: which
+        method = f'<td data-sort="{escape(label)}">{escape(label)}{" (ref)" if row["reference"] else ""}</td>'
         if row["status"] != "ok":
             rows.append(f'<tr class="failed">{method}<td colspan="{len(COMPARISON_COLUMNS) - 1}">failed: '
                         f'{escape(row["reason"])}</td></tr>')
@@ -183,7 +184,7 @@ def _comparison(results: dict[str, Any]) -> str:
         row_class = ' class="reference"' if row["reference"] else ""
         rows.append(f"<tr{row_class}>{method}{cells}</tr>")
     table = (f'<div class="scroll"><table class="sortable" id="comparison-table"><caption>{escape(table_title(results))}'
-             ". Accuracy and macro F1 in %, in brackets the difference to full fine-tuning (ref) in points. Click a "
+             ". Quality in %, in brackets the difference to full fine-tuning (ref) in points. Click a "
              f"column to sort.</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     estimates = estimate_rows(results)
     if estimates:

@@ -14,7 +14,7 @@ from peftlab.report import charts as chart_module
 from peftlab.report.html import CHART_TITLES
 from peftlab.report.summary import ReportInputs, environment_rows, format_value, headline, recommendation
 from peftlab.report.table import (
-    COMPARISON_COLUMNS,
+    comparison_columns,
     comparison_rows,
     robustness_cells,
     robustness_columns,
@@ -59,7 +59,7 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
             rows.append([row["method"], f"failed: {row['reason']}"])
         else:
             rows.append([row["method"] + (" (ref)" if row["reference"] else ""), *row["cells"]])
-    out += [table(list(COMPARISON_COLUMNS), rows), ""]
+    out += [table(list(comparison_columns(results)), rows), ""]
     robust = [run for run in results["runs"] if run.get("status") == "ok" and isinstance(run.get("robustness"), dict)]
     if robust:
         has_set = any("robust_set" in run["robustness"] for run in robust)

@@ -8,6 +8,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from peftlab.report.table import quality_metrics
+from peftlab.study.tuning import objective
+
 
 def _points(summary: dict | None) -> str:
     if not summary or summary.get("mean") is None:
@@ -31,13 +34,21 @@ def seeds_table(results: dict[str, Any]) -> Table | None:
     aggregates = results.get("aggregates")
     if not aggregates:
         return None
-    table = Table("method", "runs ok", "accuracy mean ± std [95% CI]", "vs full (Welch t)",
-                  "macro F1 mean ± std [95% CI]", "vs full (Welch t)", box=box.SIMPLE_HEAD, title_justify="left",
+    (first, first_name), (second, second_name) = quality_metrics(results)
+    first_name, second_name = (name.replace(" (Δ pts)", "") for name in (first_name, second_name))
+    table = Table("method", "runs ok", f"{first_name} mean ± std [95% CI]", "vs full (Welch t)",
+                  f"{second_name} mean ± std [95% CI]", "vs full (Welch t)", box=box.SIMPLE_HEAD, title_justify="left",
                   title=f"over {results['study'].get('seeds')} seeds: test metrics in %")
     for method, entry in aggregates.items():
-        table.add_row(method, f"{entry['runs'] - entry['failed']}/{entry['runs']}", _points(entry["accuracy"]),
-                      _versus_full(entry["accuracy"]), _points(entry["macro_f1"]), _versus_full(entry["macro_f1"]))
+        table.add_row(method, f"{entry['runs'] - entry['failed']}/{entry['runs']}", _points(entry[first]),
+                      _versus_full(entry[first]), _points(entry[second]), _versus_full(entry[second]))
     return table
+
+
+def _trial_score(trial: dict) -> str:
+    key = objective(trial)
+    value = trial["best_validation"][key]
+    return f"{100 * value:.1f}" if key == "accuracy" else f"{key} {value:.3g}"
 
 
 def tuning_table(results: dict[str, Any]) -> Table | None:
@@ -45,13 +56,13 @@ def tuning_table(results: dict[str, Any]) -> Table | None:
     if not tuning:
         return None
     ratio = tuning.get("cost_vs_one_pass")
-    table = Table("method", "chosen lr", "trials: lr → best val acc (epochs trained, status)", "tuning s",
+    table = Table("method", "chosen lr", "trials: lr → best validation score (epochs trained, status)", "tuning s",
                   box=box.SIMPLE_HEAD, title_justify="left",
                   title=f"--tune lr: {tuning['seconds']:.0f} s of tuning"
                         + (f" = {ratio:.2f}× one untuned pass ({tuning['one_pass_seconds']:.0f} s)" if ratio else ""))
     for method, entry in tuning["methods"].items():
         trials = "; ".join(
-            f"{t['learning_rate']:g} → " + (f"{100 * t['best_validation']['accuracy']:.1f}" if t.get("best_validation") else "-")
+            f"{t['learning_rate']:g} → " + (_trial_score(t) if t.get("best_validation") else "-")
             + f" ({t['epochs_trained']}, {t['status']})" for t in entry["trials"])
         chosen = entry.get("chosen_learning_rate")
         table.add_row(method, "-" if chosen is None else f"{chosen:g}", trials, f"{entry['seconds']:.1f}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peftlab.report.table import REFERENCE_METHOD, human_bytes, human_count, percent, reference_run
+from peftlab.report.table import REFERENCE_METHOD, headline_metric, human_bytes, human_count, percent, reference_run
 
 DIAGNOSIS_FILE = "diagnosis.json"
 
@@ -40,7 +40,9 @@ def read_inputs(run_dir: Path, results: dict[str, Any] | None = None) -> ReportI
         return ReportInputs(results, link)
     path = Path(run_dir) / (link if isinstance(link, str) and link else DIAGNOSIS_FILE)
     if not path.is_file():
+        reason = results.get("diagnosis_skipped") or results.get("diagnosis_failed")
         note = (f"results.json links {link!r} but that file is missing" if isinstance(link, str) and link else
+                f"not run ({reason})" if reason else
                 f"no {DIAGNOSIS_FILE} in this study: run `peftlab diagnose` for the vocabulary, shift and "
                 "spectrum signals and a recommendation")
         return ReportInputs(results, None, note)
@@ -58,31 +60,33 @@ def ok_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def best_peft_run(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The most accurate run other than FFT (ties: fewer trainable parameters)."""
+    """The best-scoring run other than FFT (ties: fewer trainable parameters)."""
+    key, _ = headline_metric(results)
     candidates = [run for run in ok_runs(results) if run["method"] != REFERENCE_METHOD
-                  and isinstance(run["metrics"].get("accuracy"), (int, float))]
-    return max(candidates, key=lambda run: (run["metrics"]["accuracy"], -run["cost"].get("trainable_params", 0)),
+                  and isinstance(run["metrics"].get(key), (int, float))]
+    return max(candidates, key=lambda run: (run["metrics"][key], -run["cost"].get("trainable_params", 0)),
                default=None)
 
 
 def headline(results: dict[str, Any]) -> str:
     """The comparison in one sentence, with its numbers."""
+    key, words = headline_metric(results)
     reference, best = reference_run(results["runs"]), best_peft_run(results)
     failed = [run["method"] for run in results["runs"] if run.get("status") != "ok"]
     tail = f" Failed: {', '.join(failed)}." if failed else ""
     if reference is None and best is None:
         return "No run finished, so there is nothing to compare." + tail
     if best is None:
-        return (f"Only full fine-tuning finished: {_pct(reference['metrics']['accuracy'])} test accuracy." + tail)
+        return (f"Only full fine-tuning finished: {_pct(reference['metrics'][key])} test {words}." + tail)
     cost, metrics = best["cost"], best["metrics"]
     share = cost["trainable_params"] / cost["total_params"] if cost.get("total_params") else 0
     if reference is None:
-        return (f"Full fine-tuning did not finish; the most accurate method, {best['method']}, reached "
-                f"{_pct(metrics['accuracy'])} test accuracy training {percent(share)} of the parameters." + tail)
-    ref_cost, ref_accuracy = reference["cost"], reference["metrics"]["accuracy"]
+        return (f"Full fine-tuning did not finish; the best method, {best['method']}, reached "
+                f"{_pct(metrics[key])} test {words} training {percent(share)} of the parameters." + tail)
+    ref_cost, ref_score = reference["cost"], reference["metrics"][key]
     return (
-        f"The most accurate parameter-efficient method, {best['method']}, reached {_pct(metrics['accuracy'])} test "
-        f"accuracy against {_pct(ref_accuracy)} for full fine-tuning ({100 * (metrics['accuracy'] - ref_accuracy):+.1f} "
+        f"The best parameter-efficient method, {best['method']}, reached {_pct(metrics[key])} test "
+        f"{words} against {_pct(ref_score)} for full fine-tuning ({100 * (metrics[key] - ref_score):+.1f} "
         f"points), training {human_count(cost['trainable_params'])} parameters ({percent(share)}) instead of "
         f"{human_count(ref_cost['trainable_params'])}, with peak memory {human_bytes(cost['peak_memory_bytes'])} vs "
         f"{human_bytes(ref_cost['peak_memory_bytes'])}, train time {cost['train_seconds']:.0f} s vs "

@@ -54,6 +54,26 @@ COMPARISON_COLUMNS = ("method", "accuracy (Δ pts)", "macro F1 (Δ pts)", "train
                       "train s", "tokens/s", "checkpoint", "infer ms/ex")
 
 
+def quality_metrics(results: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two quality columns' (metric key, column name): generation tasks are scored by exact and normalised
+    match instead of accuracy and macro F1 (docs/DECODERS.md)."""
+    if (results["study"].get("task") or {}).get("type") == "generation":
+        return ("exact_match", "exact match (Δ pts)"), ("normalized_match", "normalised match (Δ pts)")
+    return ("accuracy", COMPARISON_COLUMNS[1]), ("macro_f1", COMPARISON_COLUMNS[2])
+
+
+def comparison_columns(results: dict[str, Any]) -> tuple[str, ...]:
+    """COMPARISON_COLUMNS with the task's two quality metrics (exact and normalised match for generation)."""
+    (_, first), (_, second) = quality_metrics(results)
+    return (COMPARISON_COLUMNS[0], first, second, *COMPARISON_COLUMNS[3:])
+
+
+def headline_metric(results: dict[str, Any]) -> tuple[str, str]:
+    """(metrics key, words) of the score runs are ranked by: accuracy, or exact match for generation tasks."""
+    (key, _), _ = quality_metrics(results)
+    return key, key.replace("_", " ")
+
+
 def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The comparison table as data, shared by the terminal table and the HTML/Markdown/CSV reports.
 
@@ -61,6 +81,7 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     formatted text of each column of COMPARISON_COLUMNS after the first) and ``values`` (the raw number behind
     each cell, for sorting and CSV; None where the run has no value)."""
     runs = results["runs"]
+    (first, _), (second, _) = quality_metrics(results)
     rows = []
     for run in runs:
         reference = reference_run([r for r in runs if r.get("seed") == run.get("seed")])  # full, the same seed
@@ -73,12 +94,12 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         metrics, cost = run["metrics"], run["cost"]
         share = cost["trainable_params"] / cost["total_params"] if cost["total_params"] else 0
-        row["values"] = [metrics["accuracy"], metrics["macro_f1"], cost["trainable_params"],
+        row["values"] = [metrics[first], metrics[second], cost["trainable_params"],
                          cost["optimizer_state_bytes"], cost["peak_memory_bytes"], cost["train_seconds"],
                          cost["train_tokens_per_second"], cost["checkpoint_bytes"], cost["inference_ms_per_example"]]
         row["cells"] = [
-            f"{100 * metrics['accuracy']:.1f}" + ("" if row["reference"] else _difference(metrics["accuracy"], ref_metrics.get("accuracy"))),
-            f"{100 * metrics['macro_f1']:.1f}" + ("" if row["reference"] else _difference(metrics["macro_f1"], ref_metrics.get("macro_f1"))),
+            f"{100 * metrics[first]:.1f}" + ("" if row["reference"] else _difference(metrics[first], ref_metrics.get(first))),
+            f"{100 * metrics[second]:.1f}" + ("" if row["reference"] else _difference(metrics[second], ref_metrics.get(second))),
             f"{human_count(cost['trainable_params'])} ({percent(share)})",
             human_bytes(cost["optimizer_state_bytes"]),
             human_bytes(cost["peak_memory_bytes"]),
@@ -92,7 +113,7 @@ def comparison_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def comparison_table(results: dict[str, Any]) -> Table:
     table = Table(title=table_title(results), title_justify="left")
-    for column in COMPARISON_COLUMNS:
+    for column in comparison_columns(results):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row in comparison_rows(results):
         label = row["method"] + ("" if row.get("seed") is None else f" s{row['seed']}")  # several seeds: which
@@ -150,6 +171,8 @@ def robustness_table(results: dict[str, Any]) -> Table | None:
     for run in runs:
         if run["robustness"].get("status") == "failed":
             table.add_row(run["method"], f"[red]failed: {run['robustness'].get('reason', '')}[/red]")
+        elif run["robustness"].get("status") == "skipped":  # e.g. multiple-choice and generation tasks
+            table.add_row(run["method"], f"skipped: {run['robustness'].get('reason', '')}")
         else:
             table.add_row(run["method"], *robustness_cells(run["robustness"], has_set))
     return table

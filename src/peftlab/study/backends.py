@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -60,11 +60,12 @@ class RunContext:
         return Path(self.config.out)
 
 
-def default_accelerator() -> Accelerator:
-    """accelerate's default, except that a multi-process launch (torchrun, accelerate launch) without CUDA must ask
-    for the CPU explicitly to get a gloo process group: Accelerator() alone leaves each process on its own."""
+def default_accelerator(config) -> Accelerator:
+    """accelerate's default with the study's precision (--bf16), except that a multi-process launch (torchrun,
+    accelerate launch) without CUDA must ask for the CPU explicitly to get a gloo process group: Accelerator() alone
+    leaves each process on its own."""
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(cpu=True) if launched and not torch.cuda.is_available() else Accelerator()
+    return config.memory_options().accelerator(cpu=launched and not torch.cuda.is_available())
 
 
 def run_context(config, accelerator: Accelerator | None = None) -> RunContext:
@@ -72,7 +73,7 @@ def run_context(config, accelerator: Accelerator | None = None) -> RunContext:
     from peftlab.tasks.encode import encode_task
 
     study = prepare_study(config)
-    accelerator = accelerator or default_accelerator()
+    accelerator = accelerator or default_accelerator(config)
     encoded = encode_task(study.task, study.tokenizer, config.max_length)
     study.robustness = build_robustness_suite(study)
     return RunContext(config, study, encoded, accelerator)
@@ -94,6 +95,7 @@ def study_identity(context: RunContext) -> dict[str, Any]:
         "split": config.split, "columns": study.task.describe().get("columns"), "dataset_sha256": study.task.sha256,
         "budget": config.budget(), "seed": config.seed, "method_overrides": study.overrides,
         "robustness": study.robustness.describe()["settings"] if study.robustness else None,
+        "task_type": study.task.task_type, "memory": asdict(config.memory_options()),
     }
 
 

@@ -19,7 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from peftlab.errors import ConfigError
-from peftlab.evaluate import evaluate_split, inference_ms_per_example
+from peftlab.evaluate import inference_ms_per_example
 from peftlab.evaluate.attacks import AttackSettings
 from peftlab.evaluate.robustness import (
     RobustnessSettings,
@@ -40,7 +40,9 @@ from peftlab.methods import (
     parse_methods,
     read_method_config,
 )
-from peftlab.models import load_classifier, load_config, load_tokenizer, resolve_model
+from peftlab.evaluate.by_task import evaluation_for, run_metrics
+from peftlab.models import load_base_model, load_config, load_tokenizer, resolve_model
+from peftlab.models.memory import MemoryOptions
 from peftlab.study.artifacts import RUN_FILE
 from peftlab.study.estimates import estimate_versus_measured
 from peftlab.study.runs import RunSpec
@@ -95,6 +97,11 @@ class CompareConfig:
     workers: int = 1
     ray_address: str | None = None  # an existing Ray cluster; None starts a local one
     retry_failed: bool = False  # re-run the runs the store holds as failed
+    task: str | None = None  # classification | multiple-choice | generation; None: inferred from the data
+    gradient_checkpointing: bool = False  # memory options (peftlab.models.memory)
+    bf16: bool = False
+    load_in_4bit: bool = False
+    load_in_8bit: bool = False
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "max_length"):
@@ -111,6 +118,10 @@ class CompareConfig:
         from peftlab.study.backends import check_execution  # the study options live with their modules
 
         check_execution(self)
+        self.memory_options().check()
+
+    def memory_options(self) -> MemoryOptions:
+        return MemoryOptions(self.gradient_checkpointing, self.bf16, self.load_in_4bit, self.load_in_8bit)
 
     def robustness_settings(self) -> RobustnessSettings | None:
         if not self.robustness:
@@ -150,6 +161,7 @@ def prepare_study(config: CompareConfig) -> Study:
         config.data, subset=config.subset, split=config.split, text_column=config.text_column,
         text_pair_column=config.text_pair_column, label_column=config.label_column,
         max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
+        task_type=config.task,
     )
     tokenizer = load_tokenizer(model_ref)
     return Study(config, model_ref, task, tokenizer, methods, overrides)
@@ -167,6 +179,7 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
         "task": study.task.describe(),
         "seed": config.seed,
         "budget": config.budget(),
+        "memory_options": config.memory_options().describe(),
         "robustness": study.robustness.describe() if study.robustness else None,
         "methods": study.methods,
         "versions": package_versions(),
@@ -201,8 +214,8 @@ def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = 
 def build_robustness_suite(study: Study) -> RobustnessSuite | None:
     """The perturbed sets, attack examples and embedding neighbours every run is evaluated on (None when off)."""
     settings = study.config.robustness_settings()
-    if settings is None:
-        return None
+    if settings is None or study.task.task_type != "classification":
+        return None  # the perturbations and attacks are defined on classifiers; runs record why (skipped_robustness)
     start = time.perf_counter()
     embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
     suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings)
@@ -230,32 +243,40 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     return record
 
 
+def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -> tuple[Any, dict, TrainConfig]:
+    """The model (method applied, on the device), its settings and the training config of one run or tuning
+    trial: the study's base model, memory options, method overrides and budget, with the run's seed and rate."""
+    config, task, method = study.config, study.task, get_method(name)
+    set_seed(run.seed)
+    memory = config.memory_options()
+    base = load_base_model(study.model_ref, task, study.tokenizer.pad_token_id, **memory.load_kwargs())
+    base = memory.prepare(base, name)
+    settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
+    model = method.apply(base, settings).to(accelerator.device)
+    train_config = TrainConfig(
+        learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
+        batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
+        evaluate=evaluation_for(task.task_type),
+    )
+    return model, {**settings, "learning_rate": learning_rate}, train_config
+
+
 def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
                        run: RunSpec) -> None:
-    config, task, method = study.config, study.task, get_method(name)
+    config, task = study.config, study.task
     checkpoint = run.checkpoint(out)
     record["_resumed"] = checkpoint_epoch(checkpoint)
     with PeakMemory(accelerator.device) as peak:
-        set_seed(run.seed)
-        base = load_classifier(study.model_ref, task.label_names, study.tokenizer.pad_token_id)
-        settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
-        record["config"] = {**settings, "learning_rate": learning_rate}
-        model = method.apply(base, settings).to(accelerator.device)
+        model, record["config"], train_config = build_run(study, name, run, accelerator)
         trainable_params, total_params = parameter_counts(model)
-        train_config = TrainConfig(
-            learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
-            batch_size=config.batch_size, seed=run.seed,
-        )
         outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels, checkpoint)
     model = accelerator.unwrap_model(model)
-    test = evaluate_split(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device, task.num_labels, "test")
+    test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device,
+                                 task.num_labels, "test")
     latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
     artifact = save_artifact(study, name, record["config"], model, out, run.artifact_name) if accelerator.is_main_process else None
 
-    record["metrics"] = {
-        "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
-        "validation_accuracy": outcome.validation[outcome.best_epoch - 1]["accuracy"], "best_epoch": outcome.best_epoch,
-    }
+    record["metrics"] = run_metrics(task.task_type, test, outcome.validation[outcome.best_epoch - 1], outcome.best_epoch)
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
         "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
@@ -268,6 +289,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
                                                   config.batch_size, accelerator.device, run.seed)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
+    if study.robustness is None and config.robustness:
+        record["robustness"] = {"status": "skipped", "reason": f"not available for task type {task.task_type}"}
     if study.robustness is not None:
         record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
                                                   lambda text: _write_log(out, f"{run.artifact_name}.robustness", text))

@@ -14,14 +14,15 @@ from peftlab.study.results import RESULTS_FILE, write_json_atomic
 from peftlab.study.runs import RunSpec
 
 REFERENCE_METHOD = "full"
-AGGREGATED_METRICS = ("accuracy", "macro_f1")
 
 
 def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict], tuning: dict | None) -> dict[str, Any]:
     runs = [records[spec.key] for spec in specs if spec.key in records]
     results: dict[str, Any] = {"study": header, "runs": runs}
     if header.get("seeds", 1) > 1:
-        results["aggregates"] = aggregate(runs)
+        from peftlab.report.table import quality_metrics  # the task's two quality metrics
+
+        results["aggregates"] = aggregate(runs, tuple(key for key, _ in quality_metrics(results)))
     if tuning is not None:
         results["tuning"] = tuning_summary(tuning, runs)
     return results
@@ -31,16 +32,16 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
     write_json_atomic(Path(out) / RESULTS_FILE, results)
 
 
-def aggregate(runs: list[dict]) -> dict[str, dict]:
+def aggregate(runs: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f1")) -> dict[str, dict]:
     """{method: {"runs", "failed", metric: {n, mean, std, ci95, vs_full}}} over the ok runs of each method."""
     methods = list(dict.fromkeys(run["method"] for run in runs))
     values = {method: {metric: [run["metrics"][metric] for run in runs if run["method"] == method and run["status"] == "ok"]
-                       for metric in AGGREGATED_METRICS} for method in methods}
+                       for metric in metrics} for method in methods}
     summary = {}
     for method in methods:
         entry: dict[str, Any] = {"runs": sum(run["method"] == method for run in runs),
                                  "failed": sum(run["method"] == method and run["status"] != "ok" for run in runs)}
-        for metric in AGGREGATED_METRICS:
+        for metric in metrics:
             entry[metric] = mean_std_interval(values[method][metric]) if values[method][metric] else None
             if entry[metric] is not None and method != REFERENCE_METHOD and REFERENCE_METHOD in values:
                 entry[metric]["vs_full"] = welch_test(values[method][metric], values[REFERENCE_METHOD][metric])

@@ -20,9 +20,6 @@ from typing import Any
 
 from peftlab.study.runs import RunSpec
 
-OBJECTIVE = "accuracy"
-
-
 def learning_rate_grid(default: float, points: int) -> list[float]:
     """``points`` learning rates around ``default`` on a log grid (steps of √10), nearest first."""
     exponents = sorted(range(-(points // 2), points - points // 2), key=lambda k: (abs(k), k))
@@ -68,52 +65,51 @@ def choose(trials: list[dict]) -> float | None:
     complete = [t for t in trials if t["status"] == "ok" and t["validation"]]
     if not complete:
         return None
-    best = min(complete, key=lambda t: (-t["best_validation"][OBJECTIVE], t["best_validation"]["loss"]))
+    best = min(complete, key=lambda t: (-t["best_validation"][objective(t)], t["best_validation"]["loss"]))
     return best["learning_rate"]
 
 
 def _replayed(optuna, record: dict, distribution):
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
-    value = record["best_validation"][OBJECTIVE] if record["status"] == "ok" else None
+    key = objective(record)
+    value = record["best_validation"][key] if record["status"] == "ok" else None
     return optuna.trial.create_trial(
         params={"learning_rate": record["learning_rate"]}, distributions={"learning_rate": distribution},
-        value=value, state=state, intermediate_values={v["epoch"]: v[OBJECTIVE] for v in record["validation"]})
+        value=value, state=state, intermediate_values={v["epoch"]: v[key] for v in record["validation"]})
+
+
+def objective(trial: dict) -> str:
+    """The validation score a trial is judged by: the task's selection metric (accuracy, or exact match)."""
+    return trial.get("objective", "accuracy")
 
 
 def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, Any]:
-    """Train one trial, reporting each epoch's validation accuracy; returns its record (ok, pruned or failed)."""
+    """Train one trial, reporting each epoch's validation score (the task's selection metric) to Optuna; returns
+    its record (ok, pruned or failed)."""
     import optuna
-    from accelerate.utils import set_seed
 
     from peftlab.measure import release_free_memory
-    from peftlab.methods import get_method
-    from peftlab.models import load_classifier
-    from peftlab.train import TrainConfig, train
+    from peftlab.study.compare import build_run
+    from peftlab.train import train
 
     optuna_study.enqueue_trial({"learning_rate": spec.learning_rate})
     trial = optuna_study.ask({"learning_rate": distribution})
-    study, config, accelerator = context.study, context.config, context.accelerator
+    study, accelerator = context.study, context.accelerator
+    objective = study.task.selection_metric
     record: dict[str, Any] = {"method": spec.method, "learning_rate": spec.learning_rate, "seed": spec.seed,
-                              "status": "ok", "validation": [], "best_validation": None}
+                              "objective": objective, "status": "ok", "validation": [], "best_validation": None}
 
     def report(epoch: int, scores: dict) -> None:
         record["validation"].append({"epoch": epoch, **scores})
-        trial.report(scores[OBJECTIVE], epoch)
+        trial.report(scores[objective], epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
     start = time.perf_counter()
     try:
-        set_seed(spec.seed)
-        method = get_method(spec.method)
-        base = load_classifier(study.model_ref, study.task.label_names, study.tokenizer.pad_token_id)
-        settings, learning_rate = method.resolve(base, {**study.overrides.get(spec.method, {}), **spec.overrides()})
-        model = method.apply(base, settings).to(accelerator.device)
-        train(model, context.encoded, study.tokenizer,
-              TrainConfig(learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
-                          batch_size=config.batch_size, seed=spec.seed),
-              accelerator, study.task.num_labels, on_epoch=report)
+        model, _, train_config = build_run(study, spec.method, spec, accelerator)
+        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report)
     except optuna.TrialPruned:
         record["status"] = "pruned"
     except Exception as error:  # noqa: BLE001 - a diverging learning rate is a result of the search
@@ -125,10 +121,10 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
     record["seconds"] = time.perf_counter() - start
     record["epochs_trained"] = len(record["validation"])
     if record["validation"]:
-        record["best_validation"] = max(record["validation"], key=lambda v: (v[OBJECTIVE], -v["loss"]))
+        record["best_validation"] = max(record["validation"], key=lambda v: (v[objective], -v["loss"]))
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
-    value = record["best_validation"][OBJECTIVE] if state == optuna.trial.TrialState.COMPLETE else None
+    value = record["best_validation"][objective] if state == optuna.trial.TrialState.COMPLETE else None
     if value is not None and math.isfinite(value):
         optuna_study.tell(trial, value)
     else:

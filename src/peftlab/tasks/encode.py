@@ -10,7 +10,14 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 
 def encode_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
-    """Each split as token ids (no padding yet) plus `labels` and `length` (non-padding tokens)."""
+    """Each split as token ids (no padding yet) plus `labels` and `length` (non-padding tokens).
+
+    Multiple-choice and generation tasks are encoded for a causal LM (:mod:`peftlab.tasks.causal`).
+    """
+    if getattr(task, "task_type", "classification") != "classification":
+        from peftlab.tasks.causal import encode_prompted_task
+
+        return encode_prompted_task(task, tokenizer, max_length)
 
     def encode(batch):
         pair = batch["text_pair"] if task.has_text_pair else None
@@ -28,14 +35,34 @@ def encode_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]
     return encoded_splits
 
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
 class _Collator:
-    """Pads a batch to its own longest example (dynamic padding); drops the `length` column."""
+    """Pads a batch to its own longest example (dynamic padding); keeps only the model's inputs and labels.
+
+    Token labels (causal LMs) are right-padded with -100 by :func:`peftlab.tasks.causal.pad_causal`.
+    """
 
     def __init__(self, tokenizer):
         self.pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        self.pad_token_id = tokenizer.pad_token_id
 
     def __call__(self, features):
-        return self.pad([{k: v for k, v in f.items() if k != "length"} for f in features])
+        features = [{k: v for k, v in f.items() if k in MODEL_INPUTS} for f in features]
+        if isinstance(features[0].get("labels"), list):
+            from peftlab.tasks.causal import pad_causal
+
+            return pad_causal(features, self.pad_token_id)
+        return self.pad(features)
+
+
+def counted_tokens(batch) -> int:
+    """Tokens a training batch counts for tokens/s: the target tokens of token labels, else the non-padding ones."""
+    labels = batch.get("labels")
+    if labels is not None and labels.ndim == 2:
+        return int((labels != -100).sum())
+    return int(batch["attention_mask"].sum())
 
 
 def train_loader(dataset: datasets.Dataset, tokenizer, batch_size: int, seed: int) -> DataLoader:

@@ -50,6 +50,12 @@ class Task:
     splits: dict[str, datasets.Dataset]
     columns: dict[str, str | None]
     sha256: str
+    task_type: str = "classification"  # or "multiple-choice" / "generation" (peftlab.tasks.prompted)
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation score the trainer keeps the best epoch by."""
+        return "neg_loss" if self.task_type == "generation" else "accuracy"  # exact match ties too often
 
     @property
     def num_labels(self) -> int:
@@ -61,7 +67,7 @@ class Task:
 
     def describe(self) -> dict:
         """A JSON-able summary of the task."""
-        return {"name": self.name, "source": self.source, "num_labels": self.num_labels,
+        return {"name": self.name, "source": self.source, "type": self.task_type, "num_labels": self.num_labels,
                 "label_names": list(self.label_names), "sizes": {s: len(d) for s, d in self.splits.items()},
                 "columns": dict(self.columns), "sha256": self.sha256}
 
@@ -69,11 +75,22 @@ class Task:
 def load_task(data: str, *, subset: str | None = None, split: str | None = None,
               text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
               max_train_examples: int | None = None, max_eval_examples: int | None = None,
-              seed: int = 0) -> Task:
-    """Load ``data`` (an alias, a local file or folder, or an HF dataset name) as a :class:`Task`."""
+              seed: int = 0, task_type: str | None = None) -> Task:
+    """Load ``data`` (an alias, a local file or folder, or an HF dataset name) as a :class:`Task`.
+
+    ``task_type`` None infers it from the data (see :func:`peftlab.tasks.prompted.infer_task_type`);
+    multiple-choice and generation tasks are loaded by :mod:`peftlab.tasks.prompted`.
+    """
     for flag, cap in (("--max-train-examples", max_train_examples), ("--max-eval-examples", max_eval_examples)):
         if cap is not None and cap < 0:
             raise ConfigError(f"{flag} must be 0 (no cap) or a positive number, not {cap}")
+    from peftlab.tasks import prompted
+
+    task_type = prompted.check_task_type(task_type) or prompted.infer_task_type(data)
+    if task_type != "classification":
+        return prompted.load_prompted_task(
+            data, task_type, subset=subset, split=split, prompt_column=text_column, target_column=label_column,
+            max_train_examples=max_train_examples, max_eval_examples=max_eval_examples, seed=seed)
     name, raw = read_source(data, subset)
     tables = _pick_splits(raw, split, data)
     columns = _resolve_columns(_columns_of(tables["train"]), text_column, text_pair_column, label_column, data)

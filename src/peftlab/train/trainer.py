@@ -22,7 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 from peftlab.evaluate import evaluate_split
 from peftlab.measure import optimizer_state_bytes
 from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
-from peftlab.tasks.encode import train_loader
+from peftlab.tasks.encode import counted_tokens, train_loader
 
 
 class TrainingDiverged(RuntimeError):
@@ -41,13 +41,14 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     selection_metric: str = "accuracy"
+    evaluate: Callable | None = None  # the task type's evaluation (peftlab.evaluate.for_task); None: evaluate_split
 
 
 @dataclass
 class TrainOutcome:
     steps: int = 0
     train_seconds: float = 0.0
-    train_tokens: int = 0  # non-padding tokens seen in training
+    train_tokens: int = 0  # tokens seen in training: non-padding ones, or the target tokens of token labels
     optimizer_state_bytes: int = 0
     best_epoch: int = 0
     train_loss: list[float] = field(default_factory=list)  # per step
@@ -110,7 +111,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             outcome.train_loss.append(loss.item())
-            outcome.train_tokens += int(batch["attention_mask"].sum())
+            outcome.train_tokens += counted_tokens(batch)
             outcome.steps += 1
             progress.update(1)
             if outcome.steps >= total_steps:
@@ -120,7 +121,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
             torch.cuda.synchronize(accelerator.device)
         outcome.train_seconds += time.perf_counter() - start
 
-        scores = evaluate_split(model, encoded["validation"], tokenizer, config.eval_batch_size, accelerator.device, num_labels, "validate")
+        scores = (config.evaluate or evaluate_split)(model, encoded["validation"], tokenizer, config.eval_batch_size, accelerator.device, num_labels, "validate")
         outcome.validation.append({"epoch": epoch, **scores})
         if scores[config.selection_metric] > best_score:
             best_score, best_state, outcome.best_epoch = scores[config.selection_metric], trainable_state(model), epoch
