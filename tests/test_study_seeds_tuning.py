@@ -14,7 +14,7 @@ from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.report import print_table
 from peftlab.study.compare import CompareConfig, compare
 from peftlab.study.store import STORE_FILE, StudyStore
-from peftlab.study.tuning import learning_rate_grid
+from peftlab.study.tuning import learning_rate_grid, pruning_value
 
 
 def test_mean_std_interval_and_welch_test_on_known_values():
@@ -34,6 +34,22 @@ def test_mean_std_interval_and_welch_test_on_known_values():
 def test_learning_rate_grid_is_logarithmic_around_the_default_default_first():
     assert learning_rate_grid(1e-3, 3) == [1e-3, 3.16e-4, 3.16e-3]
     assert learning_rate_grid(2e-5, 5) == [2e-5, 6.32e-6, 6.32e-5, 2e-6, 2e-4]
+
+
+def test_the_pruner_ranks_trials_tied_on_accuracy_by_validation_loss():
+    """Three trials stuck at the same accuracy after epoch 1: the first goes on (alone on its rung), the second
+    (higher loss) is pruned, the third (lowest loss) goes on. Raw accuracy would promote all three."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3))
+    pruned = []
+    for loss in (0.60, 0.70, 0.50):
+        trial = study.ask()
+        trial.report(pruning_value({"accuracy": 0.58, "loss": loss}, "accuracy"), 1)
+        pruned.append(trial.should_prune())
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED) if pruned[-1] else study.tell(trial, 0.58)
+    assert pruned == [False, True, False]
 
 
 def test_study_options_are_checked(tiny_bert_dir, tiny_task_csv, tmp_path):

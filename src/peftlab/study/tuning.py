@@ -5,7 +5,9 @@ For each method, ``tune_points`` learning rates on a log grid around its default
 for the study's budget and reports its validation accuracy after every epoch to Optuna; Optuna's
 SuccessiveHalvingPruner (min resource one epoch, reduction factor 3) stops a trial whose accuracy at a rung is
 not in the top third of the trials that reached it, so weak settings cost about one epoch. The chosen learning
-rate is the completed trial with the best validation accuracy (ties: lower validation loss at that epoch).
+rate is the completed trial with the best validation accuracy (ties: lower validation loss at that epoch). The
+pruner sees the same order: the value reported is the score minus 1e-6 × the validation loss, so trials tied on
+accuracy (several stuck at the majority class, common on small budgets) are not all promoted to the next rung.
 
 Trials are rows of the study store (phase ``tune``): on a re-run the finished ones are replayed into a fresh
 Optuna study (``add_trial`` with their per-epoch values) so the pruner decides as it would have, and only the
@@ -73,15 +75,21 @@ def _replayed(optuna, record: dict, distribution):
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
     key = objective(record)
-    value = record["best_validation"][key] if record["status"] == "ok" else None
+    value = pruning_value(record["best_validation"], key) if record["status"] == "ok" else None
     return optuna.trial.create_trial(
         params={"learning_rate": record["learning_rate"]}, distributions={"learning_rate": distribution},
-        value=value, state=state, intermediate_values={v["epoch"]: v[key] for v in record["validation"]})
+        value=value, state=state,
+        intermediate_values={v["epoch"]: pruning_value(v, key) for v in record["validation"]})
 
 
 def objective(trial: dict) -> str:
     """The validation score a trial is judged by: the task's selection metric (accuracy, or exact match)."""
     return trial.get("objective", "accuracy")
+
+
+def pruning_value(scores: dict, key: str) -> float:
+    """What Optuna compares: the score, ties broken by lower validation loss (as :func:`choose` breaks them)."""
+    return scores[key] - 1e-6 * scores["loss"]
 
 
 def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, Any]:
@@ -102,7 +110,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
 
     def report(epoch: int, scores: dict) -> None:
         record["validation"].append({"epoch": epoch, **scores})
-        trial.report(scores[objective], epoch)
+        trial.report(pruning_value(scores, objective), epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}")
 
@@ -124,7 +132,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
         record["best_validation"] = max(record["validation"], key=lambda v: (v[objective], -v["loss"]))
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
-    value = record["best_validation"][objective] if state == optuna.trial.TrialState.COMPLETE else None
+    value = pruning_value(record["best_validation"], objective) if state == optuna.trial.TrialState.COMPLETE else None
     if value is not None and math.isfinite(value):
         optuna_study.tell(trial, value)
     else:
