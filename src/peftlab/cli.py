@@ -195,6 +195,39 @@ def report_command(
     console.print(f"report: {write_report(run_dir, format, out)}")
 
 
+@app.command("bench")
+def bench_command(
+    suite: str = typer.Argument(..., help="A suite YAML file, or a built-in suite name (peft-vs-fft-cpu)."),
+    data_dir: Optional[str] = typer.Option(None, help="Folder holding the suite's data files (default: the suite file's folder)."),
+    out: Optional[str] = typer.Option(None, help="Output folder (default: runs/bench/<suite>): suite.json, suite.md, tasks/<task>/."),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated task names: run only these (same output folder)."),
+) -> None:
+    """Run a suite of tasks × methods × seeds as resumable compares; write the suite table (suite.json, suite.md)."""
+    _quiet_libraries()
+    from peftlab.bench import load_suite, run_suite
+    from peftlab.bench.run import SUITE_MARKDOWN
+
+    definition = load_suite(suite, data_dir, tasks.split(",") if tasks else None)
+    folder = out or f"runs/bench/{definition.name}"
+    start = time.perf_counter()
+
+    def on_task(task, index: int) -> None:
+        console.print(f"[bold]task {index + 1}/{len(definition.tasks)}: {task.name}[/bold] ({task.family}) {task.data}",
+                      markup=True, highlight=False)
+
+    def on_run_done(task, record: dict) -> None:
+        status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
+        console.print(f"  {task.name} / {record['method']} seed {record['seed']}: {status}", markup=False)
+
+    try:
+        run_suite(definition, folder, on_task, on_run_done)
+    except KeyboardInterrupt:
+        errors.print(f"interrupted; finished tasks and runs are kept: re-run the same command to resume ({folder})")
+        raise typer.Exit(130) from None
+    console.print((Path(folder) / SUITE_MARKDOWN).read_text(), markup=False, highlight=False)
+    console.print(f"suite: {folder}/suite.json, {folder}/suite.md  (wall time {time.perf_counter() - start:.0f} s)")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the registered methods with their default learning rate and settings."""

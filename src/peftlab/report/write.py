@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError, PeftlabError
 from peftlab.report.summary import read_inputs
-from peftlab.study.results import RESULTS_FILE
+from peftlab.study.results import RESULTS_FILE, write_bytes_atomic, write_text_atomic
 
 FORMATS = {"html": "report.html", "md": "report.md", "csv": "report.csv"}
 logger = logging.getLogger(__name__)
@@ -34,8 +32,8 @@ def write_report(run_dir: str | Path, format: str = "html", out: str | Path | No
         raise PeftlabError(f"{run_dir / RESULTS_FILE} is not a complete peftlab results file "
                            f"({type(error).__name__}: {error}); rerun the study or fix the file") from None
     for name, data in figures.items():
-        _write_bytes_atomic(path.parent / "figures" / name, data)
-    _write_text_atomic(path, text)
+        write_bytes_atomic(path.parent / "figures" / name, data)
+    write_text_atomic(path, text)
     return path
 
 
@@ -62,20 +60,3 @@ def write_report_safely(run_dir: str | Path, results: dict[str, Any]) -> Path | 
         logger.warning("the HTML report was not written (%s: %s); rebuild it with `peftlab report %s`",
                        type(error).__name__, error, run_dir)
         return None
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    _write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -1,0 +1,150 @@
+"""The suite table: tasks as rows, methods as columns, from each task's compare results.
+
+Per task and method: the mean ± sample std over seeds of the task's headline metric (accuracy, or exact match for
+generation), the difference to full fine-tuning in points with Welch's t-test (significant at p < 0.05; needs 2+
+seeds of both), and the robust drop (clean − perturbed accuracy, in points, mean over seeds). Per task family and
+method: the mean difference to full fine-tuning over the family's tasks, how many tasks were significantly worse or
+better, and the mean robust drop. Per task: the advisor's call next to the measured gap (docs/DIAGNOSE.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from statistics import mean
+from typing import Any
+
+from peftlab.report.markdown import md, table as markdown_table
+from peftlab.report.table import headline_metric
+from peftlab.study.summary import REFERENCE_METHOD, aggregate
+
+
+def suite_table(suite, finished: dict[str, dict]) -> dict[str, Any]:
+    """suite.json: the suite, one summary per finished task, the family aggregates, and the tasks still to run."""
+    tasks = [task_summary(task, finished[task.name]["results"], finished[task.name]["wall_seconds"])
+             for task in suite.tasks if task.name in finished]
+    return {"suite": suite.describe(), "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "methods": list(suite.methods), "tasks": tasks, "families": family_summary(tasks, suite.methods),
+            "pending": [task.name for task in suite.tasks if task.name not in finished]}
+
+
+def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> dict[str, Any]:
+    metric, _ = headline_metric(results)
+    runs = results["runs"]
+    aggregates = aggregate(runs, (metric,))
+    reference = (aggregates.get(REFERENCE_METHOD) or {}).get(metric) or {}
+    methods = {}
+    for method, entry in aggregates.items():
+        stats = entry[metric] or {}
+        ok = [run for run in runs if run["method"] == method and run["status"] == "ok"]
+        drops = [run["robustness"]["drop_points"] for run in ok
+                 if (run.get("robustness") or {}).get("drop_points") is not None]
+        difference = (100 * (stats["mean"] - reference["mean"])
+                      if stats.get("mean") is not None and reference.get("mean") is not None else None)
+        methods[method] = {
+            "runs": entry["runs"], "failed": entry["failed"], "n": stats.get("n", 0), "mean": stats.get("mean"),
+            "std": stats.get("std"), "ci95": stats.get("ci95"), "difference_points": difference,
+            "vs_full": stats.get("vs_full"), "robust_drop_points": mean(drops) if drops else None,
+            "train_seconds": mean(run["cost"]["train_seconds"] for run in ok) if ok else None,
+            "reasons": sorted({run.get("reason", "") for run in runs if run["method"] == method and run["status"] != "ok"}),
+        }
+    study = results["study"]
+    return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
+            "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
+            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds, "complete": True}
+
+
+def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
+    recommendation, check = results.get("recommendation"), results.get("advisor_check")
+    if not recommendation:
+        return {"status": "none", "reason": results.get("diagnosis_failed") or "no diagnosis"}
+    call = recommendation["decision"] if recommendation["decision"] == "full" else f"{recommendation.get('method')} r{recommendation.get('rank')}"
+    return {"call": call, "decision": recommendation["decision"], "confidence": recommendation.get("confidence"),
+            "gap_points": (check or {}).get("gap_points"), "best_peft_method": (check or {}).get("best_peft_method"),
+            "agrees": (check or {}).get("agrees")}
+
+
+def family_summary(tasks: list[dict], methods: list[str]) -> dict[str, dict]:
+    """{family: {"tasks": [...], method: {mean_difference_points, significantly_worse, significantly_better,
+    tasks_compared, mean_robust_drop_points}}}"""
+    summary: dict[str, dict] = {}
+    for family in dict.fromkeys(task["family"] for task in tasks):
+        members = [task for task in tasks if task["family"] == family]
+        entry: dict[str, Any] = {"tasks": [task["name"] for task in members]}
+        for method in methods:
+            cells = [task["methods"][method] for task in members if method in task["methods"]]
+            differences = [cell["difference_points"] for cell in cells if cell["difference_points"] is not None]
+            tests = [cell["vs_full"] for cell in cells if cell.get("vs_full")]
+            drops = [cell["robust_drop_points"] for cell in cells if cell["robust_drop_points"] is not None]
+            entry[method] = {
+                "tasks_compared": len(differences),
+                "mean_difference_points": mean(differences) if differences else None,
+                "significantly_worse": sum(t["significant"] and t["difference"] < 0 for t in tests),
+                "significantly_better": sum(t["significant"] and t["difference"] > 0 for t in tests),
+                "tests": len(tests),
+                "mean_robust_drop_points": mean(drops) if drops else None,
+            }
+        summary[family] = entry
+    return summary
+
+
+# --- Markdown ---------------------------------------------------------------------------------------------------
+
+def quality_cell(cell: dict[str, Any] | None, reference: bool) -> str:
+    """`81.2 ± 1.0 (−1.5*)`: mean ± std in %, the difference to FFT in points, * when Welch's p < 0.05."""
+    if not cell or cell["mean"] is None:
+        return "failed" if cell and cell["failed"] else "-"
+    text = f"{100 * cell['mean']:.1f}" + (f" ± {100 * cell['std']:.1f}" if cell["std"] is not None else "")
+    if not reference and cell["difference_points"] is not None:
+        star = "*" if (cell.get("vs_full") or {}).get("significant") else ""
+        text += f" ({cell['difference_points']:+.1f}{star})"
+    if cell["failed"]:
+        text += f" [{cell['failed']} failed]"
+    return text
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}"
+
+
+def suite_markdown(table: dict[str, Any]) -> str:
+    suite, methods, tasks = table["suite"], table["methods"], table["tasks"]
+    seeds = suite["seeds"]
+    lines = [f"# Suite {md(suite['name'])}: {md(suite['model'])}, {len(suite['tasks'])} tasks, {seeds} seed(s)", ""]
+    if suite.get("description"):
+        lines += [md(suite["description"]), ""]
+    lines += [f"Written {table['written_at']}. Budget: " + md(", ".join(f"{k}={v}" for k, v in suite["compare"].items()) or "compare defaults"), ""]
+    if table["pending"]:
+        lines += [f"**Not run yet:** {md(', '.join(table['pending']))}.", ""]
+    lines += ["## Quality", "",
+              "Test metric in % (accuracy; exact match for generation tasks), mean ± std over seeds; in brackets the "
+              "difference to full fine-tuning in points, `*` where Welch's t-test gives p < 0.05 (needs 2+ seeds).", ""]
+    lines += [markdown_table(["task", "family", *methods],
+                             [[task["name"], task["family"], *(quality_cell(task["methods"].get(m), m == REFERENCE_METHOD) for m in methods)]
+                              for task in tasks]), ""]
+    lines += ["## Robust drop", "", "Clean minus perturbed test accuracy, in points, mean over seeds (higher = less robust).", ""]
+    lines += [markdown_table(["task", *methods], [[task["name"], *(_points((task["methods"].get(m) or {}).get("robust_drop_points")) for m in methods)]
+                                                  for task in tasks]), ""]
+    lines += ["## By task family", "",
+              "Mean difference to full fine-tuning over the family's tasks (points); then tasks significantly worse / "
+              "better than full out of those tested; then mean robust drop (points).", ""]
+    rows = []
+    for family, entry in table["families"].items():
+        for method in methods:
+            cell = entry[method]
+            rows.append([family, method, len(entry["tasks"]), _points(cell["mean_difference_points"]),
+                         f"{cell['significantly_worse']} / {cell['significantly_better']} of {cell['tests']}",
+                         _points(cell["mean_robust_drop_points"])])
+    lines += [markdown_table(["family", "method", "tasks", "Δ vs full (pts)", "sig. worse / better", "robust drop"], rows), ""]
+    lines += ["## Per task", ""]
+    lines += [markdown_table(["task", "train examples", "metric", "best PEFT", "gap to full (pts)", "advisor", "advisor agrees", "wall s"],
+                             [_task_row(task) for task in tasks]), ""]
+    return "\n".join(lines)
+
+
+def _task_row(task: dict[str, Any]) -> list[Any]:
+    advisor = task["advisor"] or {}
+    agrees = advisor.get("agrees")
+    return [task["name"], task["train_examples"] or "-", task["metric"], advisor.get("best_peft_method") or "-",
+            _points(advisor.get("gap_points")), advisor.get("call") or advisor.get("reason", "-"),
+            "-" if agrees is None else ("yes" if agrees else "no"),
+            "-" if task["wall_seconds"] is None else f"{task['wall_seconds']:.0f}"]

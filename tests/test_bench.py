@@ -1,0 +1,172 @@
+"""`peftlab bench`: suites read and checked before anything trains, a tiny suite (two tasks, two methods, one seed, a
+few steps) run end to end into the suite table, resume across tasks after an interruption, and the built-in suite."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peftlab.bench import BUILTIN_SUITES, load_suite, run_suite
+from peftlab.bench.run import SUITE_FILE, SUITE_MARKDOWN, TASKS_DIR
+from peftlab.bench.table import family_summary, quality_cell
+from peftlab.errors import ConfigError, DataError
+from peftlab.study.store import STORE_FILE, StudyStore
+
+from conftest import tiny_texts
+
+BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigbench"
+
+
+def write_suite(folder: Path, tiny_bert_dir, **changes) -> Path:
+    """Two tiny CSV tasks in FOLDER and a suite over them: full and head, one seed, 4 steps, small robustness."""
+    tiny_texts(120, seed=1).to_csv(folder / "easy.csv", index=False)
+    tiny_texts(120, seed=2).rename(columns={"text": "review", "label": "stars"}).to_csv(folder / "other.csv", index=False)
+    suite = {
+        "name": "tiny", "model": str(tiny_bert_dir), "methods": ["full", "head"], "seeds": 1,
+        "compare": {"max_steps": 4, "batch_size": 16, "max_length": 32, "perturb_examples": 12, "attack_examples": 2,
+                    "attack_query_budget": 10, "diagnose": False},
+        "tasks": [
+            {"name": "easy", "family": "simple", "data": "easy.csv"},
+            {"name": "other", "family": "renamed columns", "data": "other.csv",
+             "compare": {"text_column": "review", "label_column": "stars", "robustness": False}},
+        ],
+    }
+    suite.update(changes)
+    path = folder / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def comparable(suite_json: dict) -> list:
+    return [(task["name"], {m: (c["mean"], c["difference_points"], c["robust_drop_points"]) for m, c in task["methods"].items()})
+            for task in suite_json["tasks"]]
+
+
+def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
+    path = write_suite(tmp_path, tiny_bert_dir)
+    suite = load_suite(str(path))
+    assert [task.data for task in suite.tasks] == [str((tmp_path / "easy.csv").resolve()), str((tmp_path / "other.csv").resolve())]
+
+    reference = run_suite(suite, tmp_path / "uninterrupted")
+    assert reference["pending"] == [] and [t["name"] for t in reference["tasks"]] == ["easy", "other"]
+    easy = reference["tasks"][0]
+    assert easy["metric"] == "accuracy" and easy["train_examples"] == 96
+    for method in ("full", "head"):
+        cell = easy["methods"][method]
+        assert cell["n"] == 1 and 0 <= cell["mean"] <= 1 and cell["std"] is None and cell["failed"] == 0
+        assert cell["robust_drop_points"] is not None  # robustness on for this task
+    assert easy["methods"]["full"]["difference_points"] == 0
+    head = easy["methods"]["head"]
+    assert head["difference_points"] == pytest.approx(100 * (head["mean"] - easy["methods"]["full"]["mean"]))
+    assert reference["tasks"][1]["methods"]["head"]["robust_drop_points"] is None  # robustness off for this task
+    assert set(reference["families"]) == {"simple", "renamed columns"}
+    markdown = (tmp_path / "uninterrupted" / SUITE_MARKDOWN).read_text()
+    assert "| easy | simple |" in markdown and "## By task family" in markdown and "Not run yet" not in markdown
+
+    # Interrupt inside the second task, after its first run: the first task and that run are kept.
+    out = tmp_path / "interrupted"
+
+    def stop_in_other(task, run):
+        if task.name == "other":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, out, on_run_done=stop_in_other)
+    partial = json.loads((out / SUITE_FILE).read_text())
+    assert [t["name"] for t in partial["tasks"]] == ["easy"] and partial["pending"] == ["other"]
+    assert "Not run yet" in (out / SUITE_MARKDOWN).read_text()
+    easy_rows = {row["run_key"]: row for row in StudyStore(out / TASKS_DIR / "easy" / STORE_FILE).runs()}
+    other_rows = {row["run_key"]: row for row in StudyStore(out / TASKS_DIR / "other" / STORE_FILE).runs()}
+    assert [row["status"] for row in other_rows.values()] == ["ok"]  # full finished before the interruption
+
+    seen = []
+    resumed = run_suite(suite, out, on_run_done=lambda task, run: seen.append((task.name, run["method"])))
+    assert seen == [("other", "head")]  # nothing of the first task, nor the finished run, is repeated
+    for key, row in easy_rows.items():
+        assert StudyStore(out / TASKS_DIR / "easy" / STORE_FILE).run(key)["finished_at"] == row["finished_at"]
+    assert StudyStore(out / TASKS_DIR / "other" / STORE_FILE).run("run/full/seed=0/lr=default")["attempts"] == 1
+    assert comparable(resumed) == comparable(reference)
+
+    # A third call finds everything done and only rewrites the table.
+    again = run_suite(suite, out, on_run_done=lambda task, run: seen.append(task.name))
+    assert seen == [("other", "head")] and comparable(again) == comparable(reference)
+
+
+def test_bad_suites_fail_before_anything_is_written(tmp_path, tiny_bert_dir):
+    path = write_suite(tmp_path, tiny_bert_dir)
+    good = yaml.safe_load(path.read_text())
+
+    def rewritten(**changes) -> str:
+        changed = tmp_path / "changed.yaml"
+        changed.write_text(yaml.safe_dump({**good, **changes}))
+        return str(changed)
+
+    with pytest.raises(ConfigError, match="neither a built-in suite"):
+        load_suite("no-such-suite")
+    with pytest.raises(ConfigError, match="unknown key 'method'"):
+        load_suite(rewritten(method=["full"]))
+    with pytest.raises(ConfigError, match="unknown key 'epoch'"):
+        load_suite(rewritten(compare={"epoch": 2}))
+    with pytest.raises(ConfigError, match="unknown key 'out'"):
+        load_suite(rewritten(compare={"out": "x"}))
+    with pytest.raises(ConfigError, match="must be unique"):
+        load_suite(rewritten(tasks=[good["tasks"][0], good["tasks"][0]]))
+    with pytest.raises(ConfigError, match="'family' is missing"):
+        load_suite(rewritten(tasks=[{"name": "x", "data": "easy.csv"}]))
+    with pytest.raises(DataError, match="data file missing.json not found"):
+        load_suite(rewritten(tasks=[{"name": "x", "family": "f", "data": "missing.json"}]))
+    with pytest.raises(ConfigError, match="has no task 'nope'"):
+        load_suite(str(path), only_tasks=["nope"])
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read suite"):
+        load_suite(str(tmp_path / "broken.yaml"))
+
+    # A bad column in the *last* task stops the suite before the first task trains.
+    bad = rewritten(tasks=[good["tasks"][0], {**good["tasks"][1], "compare": {"text_column": "nope"}}])
+    with pytest.raises(DataError):
+        run_suite(load_suite(bad), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bench_bad_input_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "suite.yaml").write_text("name: s\nmodel: minilm\nmethods: [full]\ntasks:\n"
+                                         "  - {name: a, family: f, data: nothing_here.csv}\n")
+    done = subprocess.run([sys.executable, "-m", "peftlab.cli", "bench", str(tmp_path / "suite.yaml")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith("error: task 'a': data file nothing_here.csv not found")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(not BIGBENCH.is_dir(), reason="../shared/data/bigbench is not beside this checkout")
+def test_builtin_suite_reads_with_the_shared_data():
+    assert "peft-vs-fft-cpu" in BUILTIN_SUITES
+    suite = load_suite("peft-vs-fft-cpu", str(BIGBENCH))
+    assert suite.seeds == 3 and len(suite.tasks) == 8
+    assert suite.methods == ["full", "head", "bitfit", "lora", "dora", "adapter", "ia3", "prompt"]
+    assert suite.families() == ["simple classification", "shifted vocabulary", "reasoning"]
+    assert all(Path(task.data).is_file() for task in suite.tasks if task.name != "rotten_tomatoes")
+    with pytest.raises(DataError, match="--data-dir"):
+        load_suite("peft-vs-fft-cpu")  # the package holds no data
+
+
+def test_family_summary_and_cells_on_fixed_numbers():
+    def cell(mean, difference, significant=None, drop=None):
+        return {"mean": mean, "std": 0.01, "n": 3, "failed": 0, "difference_points": difference, "robust_drop_points": drop,
+                "vs_full": None if significant is None else {"difference": difference / 100, "significant": significant}}
+
+    tasks = [
+        {"name": "a", "family": "reasoning", "methods": {"full": cell(0.8, 0.0, drop=2.0), "lora": cell(0.7, -10.0, True, 4.0)}},
+        {"name": "b", "family": "reasoning", "methods": {"full": cell(0.6, 0.0, drop=1.0), "lora": cell(0.62, 2.0, False, 2.0)}},
+    ]
+    families = family_summary(tasks, ["full", "lora"])
+    lora = families["reasoning"]["lora"]
+    assert lora["mean_difference_points"] == pytest.approx(-4.0) and lora["mean_robust_drop_points"] == pytest.approx(3.0)
+    assert (lora["significantly_worse"], lora["significantly_better"], lora["tests"]) == (1, 0, 2)
+    assert quality_cell(tasks[0]["methods"]["lora"], False) == "70.0 ± 1.0 (-10.0*)"
+    assert quality_cell(tasks[0]["methods"]["full"], True) == "80.0 ± 1.0"
