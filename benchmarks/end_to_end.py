@@ -29,7 +29,8 @@ def peftlab_study(args, out: str) -> dict[str, float]:
     from peftlab.study.compare import CompareConfig, compare
 
     config = CompareConfig(methods=args.methods, max_train_examples=args.train_examples,
-                           max_eval_examples=args.eval_examples, epochs=args.epochs, robustness=False, out=out)
+                           max_eval_examples=args.eval_examples, epochs=args.epochs, robustness=False, diagnose=False,
+                           out=out)
     results = compare(config)
     return {run["method"]: 100 * run["metrics"]["accuracy"] for run in results["runs"] if run["status"] == "ok"}
 

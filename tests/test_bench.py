@@ -133,6 +133,17 @@ def test_bad_suites_fail_before_anything_is_written(tmp_path, tiny_bert_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_bench_runs_a_suite_file(tmp_path, tiny_bert_dir):
+    path = write_suite(tmp_path, tiny_bert_dir, methods=["head"])
+    done = subprocess.run([sys.executable, "-m", "peftlab.cli", "bench", str(path), "--tasks", "other", "--out", "out"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "task 1/1: other (renamed columns)" in done.stdout and "| other | renamed columns |" in done.stdout
+    written = json.loads((tmp_path / "out" / SUITE_FILE).read_text())
+    assert [task["name"] for task in written["tasks"]] == ["other"] and written["methods"] == ["head"]
+    assert (tmp_path / "out" / TASKS_DIR / "other" / "results.json").is_file()
+
+
 def test_cli_bench_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "suite.yaml").write_text("name: s\nmodel: minilm\nmethods: [full]\ntasks:\n"
                                          "  - {name: a, family: f, data: nothing_here.csv}\n")

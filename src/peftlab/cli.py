@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -21,16 +20,9 @@ errors = Console(stderr=True)
 
 
 def _quiet_libraries() -> None:
-    """Keep the libraries' own logging and progress bars out of the way of peftlab's output."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    import datasets
-    import transformers
+    from peftlab.quiet import quiet_libraries
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    quiet_libraries()
 
 
 @app.command()

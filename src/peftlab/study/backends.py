@@ -190,8 +190,10 @@ _WORKER_CONTEXT: dict[str, RunContext] = {}
 
 def worker_run(config, spec: RunSpec, threads: int) -> dict[str, Any]:
     """A run in a worker process or Ray task: build (once per process) the study's context, then run it."""
+    from peftlab.quiet import quiet_libraries
+
     torch.set_num_threads(threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_libraries()
     key = repr(config)
     if key not in _WORKER_CONTEXT:
         _WORKER_CONTEXT.clear()
