@@ -30,12 +30,9 @@ def set_threads(threads: int | None) -> None:
 
 
 def quiet_transformers() -> None:
-    import datasets
-    import transformers
+    from peftlab.quiet import quiet_libraries  # the CLI's own quieting
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
+    quiet_libraries()
 
 
 def machine() -> str:
