@@ -97,6 +97,21 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
     assert seen == [("other", "head")] and comparable(again) == comparable(reference)
 
 
+def test_more_seeds_later_adds_only_the_new_seeds(tmp_path, tiny_bert_dir):
+    path = write_suite(tmp_path, tiny_bert_dir)
+    first = run_suite(load_suite(str(path), only_tasks=["other"], seeds=1), tmp_path / "out")
+    assert first["tasks"][0]["methods"]["head"]["n"] == 1
+    seen = []
+    second = run_suite(load_suite(str(path), only_tasks=["other"], seeds=2), tmp_path / "out",
+                       on_run_done=lambda task, run: seen.append((run["method"], run["seed"])))
+    assert seen == [("full", 1), ("head", 1)]
+    head = second["tasks"][0]["methods"]["head"]
+    assert head["n"] == 2 and head["std"] is not None and head["vs_full"] is not None
+    assert second["suite"]["seeds"] == 2
+    with pytest.raises(ConfigError, match="--seeds must be at least 1"):
+        load_suite(str(path), seeds=0)
+
+
 def test_bad_suites_fail_before_anything_is_written(tmp_path, tiny_bert_dir):
     path = write_suite(tmp_path, tiny_bert_dir)
     good = yaml.safe_load(path.read_text())

@@ -193,13 +193,14 @@ def bench_command(
     data_dir: Optional[str] = typer.Option(None, help="Folder holding the suite's data files (default: the suite file's folder)."),
     out: Optional[str] = typer.Option(None, help="Output folder (default: runs/bench/<suite>): suite.json, suite.md, tasks/<task>/."),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated task names: run only these (same output folder)."),
+    seeds: Optional[int] = typer.Option(None, help="Seeds per configuration instead of the suite's (a re-run with more adds seeds)."),
 ) -> None:
     """Run a suite of tasks × methods × seeds as resumable compares; write the suite table (suite.json, suite.md)."""
     _quiet_libraries()
     from peftlab.bench import load_suite, run_suite
     from peftlab.bench.run import SUITE_MARKDOWN
 
-    definition = load_suite(suite, data_dir, tasks.split(",") if tasks else None)
+    definition = load_suite(suite, data_dir, tasks.split(",") if tasks else None, seeds)
     folder = out or f"runs/bench/{definition.name}"
     start = time.perf_counter()
 

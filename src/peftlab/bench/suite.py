@@ -78,9 +78,11 @@ class Suite:
         return dataclasses.asdict(self)
 
 
-def load_suite(spec: str, data_dir: str | None = None, only_tasks: list[str] | None = None) -> Suite:
+def load_suite(spec: str, data_dir: str | None = None, only_tasks: list[str] | None = None,
+               seeds: int | None = None) -> Suite:
     """Read a suite from a built-in name (BUILTIN_SUITES) or a YAML file and check its shape; raises ConfigError
-    or DataError with one line. `only_tasks` keeps those tasks (by name), in the suite's order."""
+    or DataError with one line. `only_tasks` keeps those tasks (by name), in the suite's order; `seeds` replaces
+    the suite's seed count (a first pass with 1 seed, resumed later with all of them, repeats nothing)."""
     path = BUILTIN_SUITES.get(spec) or Path(spec)
     if not path.is_file():
         names = ", ".join(sorted(BUILTIN_SUITES)) or "none"
@@ -90,6 +92,10 @@ def load_suite(spec: str, data_dir: str | None = None, only_tasks: list[str] | N
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot read suite {path}: {str(error).splitlines()[0]}") from None
     suite = _parse(raw, str(path))
+    if seeds is not None:
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        suite.seeds = seeds
     if only_tasks:
         unknown = [name for name in only_tasks if name not in {task.name for task in suite.tasks}]
         if unknown:
