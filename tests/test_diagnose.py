@@ -255,3 +255,16 @@ def test_decoder_perplexity_on_a_tiny_causal_model(tmp_path, minilm_tokenizer):
     losses = lm_losses(ref, load_config(ref), minilm_tokenizer, ["the film was good"] * 2, ["a plain sentence"] * 2, 32)
     assert losses["lm_kind"] == "causal"
     assert 9.0 < losses["lm_loss"] < 11.5 and losses["perplexity"] == pytest.approx(np.exp(losses["lm_loss"]))
+
+
+def test_compare_lines_say_skipped_or_failed():
+    from rich.console import Console
+
+    from peftlab.diagnose.summary import print_advisor_check
+
+    console = Console(record=True, width=200)
+    print_advisor_check({"diagnosis_skipped": "the diagnosis measures classification tasks, this is generation"}, console)
+    print_advisor_check({"diagnosis_failed": "ValueError: boom"}, console)
+    assert console.export_text().splitlines() == [
+        "diagnosis skipped: the diagnosis measures classification tasks, this is generation",
+        "diagnosis failed: ValueError: boom"]

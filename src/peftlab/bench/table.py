@@ -56,7 +56,7 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
 def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
     recommendation, check = results.get("recommendation"), results.get("advisor_check")
     if not recommendation:
-        return {"status": "none", "reason": results.get("diagnosis_failed") or "no diagnosis"}
+        return {"status": "none", "reason": results.get("diagnosis_skipped") or results.get("diagnosis_failed") or "no diagnosis"}
     call = recommendation["decision"] if recommendation["decision"] == "full" else f"{recommendation.get('method')} r{recommendation.get('rank')}"
     return {"call": call, "decision": recommendation["decision"], "confidence": recommendation.get("confidence"),
             "gap_points": (check or {}).get("gap_points"), "best_peft_method": (check or {}).get("best_peft_method"),

@@ -55,7 +55,10 @@ def print_recommendation(recommendation: dict[str, Any], console: Console) -> No
 def print_advisor_check(summary: dict[str, Any], console: Console) -> None:
     """compare's lines (from its results): the advisor's call next to the measured outcome."""
     if "advisor_check" not in summary:
-        console.print(f"diagnosis failed: {summary.get('diagnosis_failed', 'not run')}", markup=False)
+        if "diagnosis_skipped" in summary:
+            console.print(f"diagnosis skipped: {summary['diagnosis_skipped']}", markup=False)
+        else:
+            console.print(f"diagnosis failed: {summary.get('diagnosis_failed', 'not run')}", markup=False)
         return
     print_recommendation(summary["recommendation"], console)
     check = summary["advisor_check"]
