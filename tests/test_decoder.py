@@ -260,10 +260,14 @@ def test_compare_multiple_choice_and_generation_on_a_tiny_llama(tiny_llama_dir, 
     assert lora["robustness"] == {"status": "skipped", "reason": "not available for task type multiple-choice"}
     assert lora["cost"]["train_tokens"] < lora["cost"]["train_steps"] * 8 * 64  # target tokens only
     assert bitfit["status"] == "failed" and "needs bias terms" in bitfit["reason"]
+    estimate = lora["estimate"]  # estimated as a causal LM: the LM head over every position is counted
+    assert estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] == pytest.approx(1.0, abs=0.03)
     gen = compare(CompareConfig(data=str(colour_jsonl), methods=["prompt"], robustness=False,
                                 out=str(tmp_path / "gen"), **common))
     assert gen["runs"][0]["status"] == "ok", gen["runs"][0].get("reason")
     assert {"exact_match", "normalized_match", "test_perplexity"} <= set(gen["runs"][0]["metrics"])
+    estimate = gen["runs"][0]["estimate"]
+    assert estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] == pytest.approx(1.0, abs=0.03)
     console = Console(record=True, width=200)
     print_table(gen, console)
     assert "exact match" in console.export_text()

@@ -90,8 +90,9 @@ def estimate(model: str, methods: list[str], settings: EstimateSettings | None =
 
 
 def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] | None, batch_size: int, seq_len: int,
-                 dtype: str = "fp32", device: str = "cpu") -> dict[str, Any]:
-    """The estimate for one `peftlab compare` run: a sequence classifier (the config's labels) trained with
+                 dtype: str = "fp32", device: str = "cpu", task: str = "classification") -> dict[str, Any]:
+    """The estimate for one `peftlab compare` run: a sequence classifier (the config's labels) or, with task
+    "causal-lm", a causal LM (multiple-choice and generation runs: the LM head over every position), trained with
     torch AdamW on `device` ("cpu" or "cuda") on batches padded to `seq_len`, `settings` the run's method
     settings (its record's "config"; learning_rate and keys the estimate does not model are ignored).
 
@@ -100,10 +101,10 @@ def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] |
     facts = facts_from_config(model_config)
     overrides = {k: v for k, v in (settings or {}).items() if k not in ("learning_rate",)}
     cuda = str(device).startswith("cuda")
-    run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, task="classification", padded=True,
+    run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, task=task, padded=True,
                            device="cuda" if cuda else "cpu", adamw_kernel="foreach" if cuda else "single")
     run.check()
-    plan = build_plan(facts, method_name, resolve_settings(method_name, overrides), "classification")
+    plan = build_plan(facts, method_name, resolve_settings(method_name, overrides), task)
     result = estimate_plan(facts, plan, run)
     result["peak_memory_bytes"] = result["memory_bytes"]["total"]
     return result

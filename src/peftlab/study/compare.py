@@ -287,7 +287,7 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
     record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
-                                                  config.batch_size, accelerator.device, run.seed)
+                                                  config.batch_size, accelerator.device, run.seed, task.task_type)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     if study.robustness is None and config.robustness:
         record["robustness"] = {"status": "skipped", "reason": f"not available for task type {task.task_type}"}

@@ -18,15 +18,18 @@ from peftlab.tasks.encode import train_loader
 
 
 def estimate_versus_measured(model, train_dataset, tokenizer, method_name: str, run_config: dict[str, Any],
-                             batch_size: int, device: torch.device, seed: int) -> dict[str, Any]:
+                             batch_size: int, device: torch.device, seed: int, task_type: str = "classification") -> dict[str, Any]:
+    """The estimate for a classifier, or for a causal LM (the LM head over every position) when the task is
+    multiple-choice or generation."""
+    task = "classification" if task_type == "classification" else "causal-lm"
     longest = max(train_dataset["length"])
-    peak = estimate_run(model.config, method_name, run_config, batch_size, longest, device=device.type)
+    peak = estimate_run(model.config, method_name, run_config, batch_size, longest, device=device.type, task=task)
     batch = next(iter(train_loader(train_dataset, tokenizer, batch_size, seed)))
     batch = {key: value.to(device) for key, value in batch.items()}
     rows, seq_len = batch["input_ids"].shape
     counted = count_step_flops(model, batch)
     model.eval()
-    estimated = estimate_run(model.config, method_name, run_config, rows, seq_len, device=device.type)
+    estimated = estimate_run(model.config, method_name, run_config, rows, seq_len, device=device.type, task=task)
     return {
         "peak_memory_bytes": peak["peak_memory_bytes"],
         "peak_memory_shape": [batch_size, longest],
