@@ -111,6 +111,13 @@ def test_more_seeds_later_adds_only_the_new_seeds(tmp_path, tiny_bert_dir):
     with pytest.raises(ConfigError, match="--seeds must be at least 1"):
         load_suite(str(path), seeds=0)
 
+    # The task's own settings changed: its finished results are not reused; its study refuses the other budget.
+    suite = yaml.safe_load(path.read_text())
+    suite["tasks"][1]["compare"]["max_steps"] = 5
+    path.write_text(yaml.safe_dump(suite))
+    with pytest.raises(ConfigError, match="differs in budget"):
+        run_suite(load_suite(str(path), only_tasks=["other"], seeds=2), tmp_path / "out")
+
 
 def test_bad_suites_fail_before_anything_is_written(tmp_path, tiny_bert_dir):
     path = write_suite(tmp_path, tiny_bert_dir)

@@ -34,7 +34,7 @@ def run_suite(suite: Suite, out: str | Path, on_task: Callable[[SuiteTask, int],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; pass a folder (it is created if missing)")
-    previous = _previous(out, suite)
+    reusable = _finished_before(out, suite)
     configs = {task.name: task_config(suite, task, out) for task in suite.tasks}
     for config in configs.values():
         prepare_study(config)  # raises the task's input error before anything trains or is written
@@ -44,9 +44,9 @@ def run_suite(suite: Suite, out: str | Path, on_task: Callable[[SuiteTask, int],
             on_task(task, index)
         start = time.perf_counter()
         stored = Path(configs[task.name].out) / RESULTS_FILE
-        if previous.get(task.name, {}).get("complete") and stored.is_file():
+        if task.name in reusable and stored.is_file():
             results = json.loads(stored.read_text())  # the same suite finished this task before: nothing to redo
-            seconds = previous[task.name].get("wall_seconds")
+            seconds = reusable[task.name]
         else:
             results = compare(configs[task.name], on_run_done=(lambda run, t=task: on_run_done(t, run)) if on_run_done else None)
             seconds = time.perf_counter() - start
@@ -55,8 +55,9 @@ def run_suite(suite: Suite, out: str | Path, on_task: Callable[[SuiteTask, int],
     return _write(out, suite, finished)
 
 
-def _previous(out: Path, suite: Suite) -> dict[str, dict]:
-    """Per task, what an earlier run of the same suite in OUT recorded; a different suite there is refused."""
+def _finished_before(out: Path, suite: Suite) -> dict[str, float | None]:
+    """{task: wall seconds} of the tasks an earlier run of this suite in OUT finished with the same definition and
+    the same shared settings; a different suite there is refused."""
     path = out / SUITE_FILE
     if not path.is_file():
         return {}
@@ -66,9 +67,13 @@ def _previous(out: Path, suite: Suite) -> dict[str, dict]:
         raise ConfigError(f"{path} is not readable JSON; move it away or use another --out") from None
     if earlier.get("suite", {}).get("name") != suite.name:
         raise ConfigError(f"{out} holds suite {earlier.get('suite', {}).get('name')!r}, not {suite.name!r}; use another --out")
-    if _identity(earlier.get("suite", {})) != _identity(suite.describe()):
-        return {}  # the suite changed (methods, seeds, budget): every task goes through compare, which resumes
-    return {task["name"]: task for task in earlier.get("tasks", [])}
+    current = suite.describe()
+    if _identity(earlier["suite"]) != _identity(current):
+        return {}  # methods, seeds or budget changed: every task goes through compare, which resumes its runs
+    before = {task["name"]: task for task in earlier["suite"].get("tasks", [])}
+    now = {task["name"]: task for task in current["tasks"]}
+    return {task["name"]: task.get("wall_seconds") for task in earlier.get("tasks", [])
+            if before.get(task["name"]) == now.get(task["name"])}
 
 
 def _identity(description: dict) -> dict:

@@ -50,7 +50,7 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
     study = results["study"]
     return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
             "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
-            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds, "complete": True}
+            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds}
 
 
 def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
