@@ -39,17 +39,7 @@ def jsonable(value: Any) -> Any:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(jsonable(data), handle, indent=2, allow_nan=True)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(jsonable(data), indent=2, allow_nan=True) + "\n")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -57,7 +47,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Like write_json_atomic, for text and bytes (reports, figures, tables)."""
+    """Write to a temporary file in the same folder, then rename (JSON, reports, figures, tables)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
