@@ -48,8 +48,9 @@ def _lora_flops(lin: Linear, rank: int, grad_in: bool) -> tuple[float, float, fl
 
 
 def _dora_flops(lin: Linear, grad_in: bool) -> tuple[float, float, float]:
-    """peft's DoRA recomputes the base product x·W^T to rescale it by magnitude / ||W + B·A||: once more forward,
-    and its input gradient backward."""
+    """With LoRA dropout on, peft's DoRA recomputes the base product on the dropped input to rescale it by
+    magnitude / ||W + B·A||: once more forward, and its input gradient backward. Without dropout it reuses the base
+    layer's result (peft passes ``base_result``), so this term is not added then."""
     mm = 2.0 * lin.weight_numel
     return mm, (mm if grad_in else 0.0), 0.0
 
@@ -93,7 +94,7 @@ def step_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, seq_len: in
             terms = [_linear_flops(lin, lin.role in lp.trains_weights, flows[lin.role])]
             if lin.role in lp.lora:
                 terms.append(_lora_flops(lin, plan.lora_rank, flows[lin.role]))
-                if plan.dora:
+                if plan.dora and plan.lora_dropout > 0:
                     terms.append(_dora_flops(lin, flows[lin.role]))
             if lin.role in lp.adapters:
                 terms.append(_adapter_flops(lin.out_features, plan.bottleneck, True))
