@@ -25,17 +25,25 @@ import numpy as np
 from _common import machine, quiet_transformers, set_threads, table
 
 
-def peftlab_study(args, out: str) -> dict[str, float]:
+def peftlab_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Test accuracy per method, and the seconds of each phase of peftlab's runs summed over the methods."""
     from peftlab.study.compare import CompareConfig, compare
 
     config = CompareConfig(methods=args.methods, max_train_examples=args.train_examples,
                            max_eval_examples=args.eval_examples, epochs=args.epochs, robustness=False, diagnose=False,
                            out=out)
     results = compare(config)
-    return {run["method"]: 100 * run["metrics"]["accuracy"] for run in results["runs"] if run["status"] == "ok"}
+    phases: dict[str, float] = {}
+    for run in results["runs"]:
+        for phase, seconds in run["timing"].get("phases", {}).items():
+            phases[phase] = phases.get(phase, 0.0) + seconds
+    accuracy = {run["method"]: 100 * run["metrics"]["accuracy"] for run in results["runs"] if run["status"] == "ok"}
+    return accuracy, phases
 
 
-def trainer_study(args, out: str) -> dict[str, float]:
+def trainer_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Test accuracy per method, and the seconds of build (tokenize, model), train (with its per-epoch evaluation
+    and checkpoints) and test, summed over the methods."""
     from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -44,8 +52,9 @@ def trainer_study(args, out: str) -> dict[str, float]:
     from peftlab.tasks import load_task
 
     ref = resolve_model("minilm")
-    accuracy = {}
+    accuracy, phases = {}, {"build": 0.0, "train": 0.0, "test": 0.0}
     for name in args.methods:
+        start = time.perf_counter()
         tokenizer = load_tokenizer(ref)
         task = load_task("rotten_tomatoes", max_train_examples=args.train_examples,
                          max_eval_examples=args.eval_examples, seed=0)
@@ -69,9 +78,14 @@ def trainer_study(args, out: str) -> dict[str, float]:
 
         trainer = Trainer(model=model, args=training, train_dataset=splits["train"], eval_dataset=splits["validation"],
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
+        phases["build"] += time.perf_counter() - start
+        start = time.perf_counter()
         trainer.train()
+        phases["train"] += time.perf_counter() - start
+        start = time.perf_counter()
         accuracy[name] = 100 * trainer.evaluate(splits["test"])["eval_accuracy"]
-    return accuracy
+        phases["test"] += time.perf_counter() - start
+    return accuracy, phases
 
 
 def main() -> None:
@@ -92,16 +106,24 @@ def main() -> None:
           f"{args.epochs} epochs, batch 32")
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        ours = peftlab_study(args, f"{out}/peftlab")
+        ours, our_phases = peftlab_study(args, f"{out}/peftlab")
         peftlab_seconds = time.perf_counter() - start
         start = time.perf_counter()
-        theirs = trainer_study(args, f"{out}/trainer")
+        theirs, their_phases = trainer_study(args, f"{out}/trainer")
         trainer_seconds = time.perf_counter() - start
     rows = [[name, f"{ours.get(name, float('nan')):.1f}", f"{theirs[name]:.1f}",
              f"{ours.get(name, float('nan')) - theirs[name]:+.1f}"] for name in args.methods]
     print(table(["method", "peftlab test acc %", "Trainer test acc %", "difference pts"], rows))
     print(f"wall time: peftlab {peftlab_seconds:.1f} s, Trainer + peft {trainer_seconds:.1f} s, "
           f"ratio {peftlab_seconds / trainer_seconds:.2f}")
+    # where the time went: peftlab's per-run phases (timing.phases of its records) and the rest of its wall time
+    # (loading and tokenizing the study once, results.json, the report) next to the baseline's
+    our_phases["study set-up, results, report, rest"] = peftlab_seconds - sum(our_phases.values())
+    their_phases["other"] = trainer_seconds - sum(their_phases.values())
+    names = list(dict.fromkeys([*our_phases, *their_phases]))
+    print(table(["phase (summed over methods)", "peftlab s", "Trainer s"],
+                [[name, f"{our_phases[name]:.1f}" if name in our_phases else "-",
+                  f"{their_phases[name]:.1f}" if name in their_phases else "-"] for name in names]))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from peftlab.evaluate.robustness import (
 )
 from peftlab.measure import (
     PeakMemory,
+    Phases,
     directory_bytes,
     parameter_counts,
     release_free_memory,
@@ -229,9 +230,9 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     run = run or RunSpec(name, study.config.seed)
     record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
                               "metrics": {}, "cost": {}, "curve": {}}
-    start = time.perf_counter()
+    start, phases = time.perf_counter(), Phases()
     try:
-        _train_and_measure(study, name, encoded, accelerator, out, record, run)
+        _train_and_measure(study, name, encoded, accelerator, out, record, run, phases)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
         record["status"] = "failed"
         record["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
@@ -239,7 +240,8 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     finally:
         accelerator.free_memory()
         release_free_memory()
-    record["timing"] = {"wall_seconds": time.perf_counter() - start, "resumed_from_epoch": record.pop("_resumed", None)}
+    record["timing"] = {"wall_seconds": time.perf_counter() - start, "resumed_from_epoch": record.pop("_resumed", None),
+                        "phases": phases.seconds}
     return record
 
 
@@ -262,19 +264,25 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -
 
 
 def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
-                       run: RunSpec) -> None:
+                       run: RunSpec, phases: Phases) -> None:
     config, task = study.config, study.task
     checkpoint = run.checkpoint(out)
     record["_resumed"] = checkpoint_epoch(checkpoint)
     with PeakMemory(accelerator.device) as peak:
-        model, record["config"], train_config = build_run(study, name, run, accelerator)
-        trainable_params, total_params = parameter_counts(model)
-        outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels, checkpoint)
+        with phases("build"):
+            model, record["config"], train_config = build_run(study, name, run, accelerator)
+            trainable_params, total_params = parameter_counts(model)
+        with phases("train"):  # includes the validation pass after every epoch
+            outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels, checkpoint)
     model = accelerator.unwrap_model(model)
-    test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size, accelerator.device,
-                                 task.num_labels, "test")
-    latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
-    artifact = save_artifact(study, name, record["config"], model, out, run.artifact_name) if accelerator.is_main_process else None
+    with phases("test"):
+        test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size,
+                                     accelerator.device, task.num_labels, "test")
+    with phases("latency"):
+        latency_ms = inference_ms_per_example(model, encoded["test"], study.tokenizer, accelerator.device)
+    with phases("save"):
+        artifact = (save_artifact(study, name, record["config"], model, out, run.artifact_name)
+                    if accelerator.is_main_process else None)
 
     record["metrics"] = run_metrics(task.task_type, test, outcome.validation[outcome.best_epoch - 1], outcome.best_epoch)
     record["cost"] = {
@@ -286,14 +294,16 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
         "inference_ms_per_example": latency_ms,
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
-    record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
-                                                  config.batch_size, accelerator.device, run.seed, task.task_type)
+    with phases("estimate"):  # the FLOP count of one step under FlopCounterMode, against the estimate
+        record["estimate"] = estimate_versus_measured(model, encoded["train"], study.tokenizer, name, record["config"],
+                                                      config.batch_size, accelerator.device, run.seed, task.task_type)
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     if study.robustness is None and config.robustness:
         record["robustness"] = {"status": "skipped", "reason": f"not available for task type {task.task_type}"}
     if study.robustness is not None:
-        record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
-                                                  lambda text: _write_log(out, f"{run.artifact_name}.robustness", text))
+        with phases("robustness"):
+            record["robustness"] = measure_robustness(model, study.tokenizer, study.robustness, accelerator.device,
+                                                      lambda text: _write_log(out, f"{run.artifact_name}.robustness", text))
 
 
 def measure_robustness(model, tokenizer, suite: RobustnessSuite, device, write_log: Callable[[str], None]) -> dict:
