@@ -16,7 +16,7 @@ def test_counted_flops_agree_with_the_estimate(results):
     for run in results["runs"]:
         assert run["status"] == "ok", run.get("reason")
         estimate = run["estimate"]
-        assert estimate["flops_shape"][0] == 8
+        assert estimate["flops_shape"][0] == 4  # the first rows of a batch of 8
         ratio = estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"]
         assert 0.8 <= ratio <= 1.2, (run["method"], ratio)
 

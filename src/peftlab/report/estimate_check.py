@@ -11,7 +11,7 @@ from peftlab.report.table import human_bytes
 
 
 def estimate_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Per run with an estimate: method, peak memory measured and estimated, GFLOP/step counted and estimated, ratio."""
+    """Per run with an estimate: method, peak memory measured and estimated, GFLOP counted and estimated, ratio."""
     rows = []
     for run in results["runs"]:
         if run["status"] != "ok" or not run.get("estimate"):
@@ -29,10 +29,11 @@ def estimate_check_table(results: dict[str, Any]) -> Table | None:
     rows = estimate_rows(results)
     if not rows:
         return None
-    table = Table("method", "peak memory measured", "estimated", "GFLOP/step counted", "estimated", "ratio",
+    table = Table("method", "peak memory measured", "estimated", "GFLOP counted", "estimated", "ratio",
                   box=box.SIMPLE_HEAD, title_justify="left",
                   title="measured vs estimated (peftlab estimate): peak memory over the run (CPU: process RSS, which "
-                        "adds allocator overhead to the estimated tensor bytes), FLOPs of one forward+backward step")
+                        "adds allocator overhead to the estimated tensor bytes), FLOPs of one forward+backward on the "
+                        "first rows of the first training batch")
     for row in rows:
         table.add_row(*row)
     return table

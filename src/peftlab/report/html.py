@@ -189,9 +189,9 @@ def _comparison(results: dict[str, Any]) -> str:
     estimates = estimate_rows(results)
     if estimates:
         table += _plain_table(
-            ["method", "peak memory measured", "estimated", "GFLOP/step counted", "estimated", "ratio"], estimates,
+            ["method", "peak memory measured", "estimated", "GFLOP counted", "estimated", "ratio"], estimates,
             "Measured vs estimated (peftlab estimate): peak memory over the run and FLOPs of one forward+backward "
-            "step.")
+            "on the first rows of the first training batch.")
     return table
 
 
