@@ -7,6 +7,7 @@ together / one-after-another ≤ 0.8 for K = 4.
 
     python benchmarks/shared_base.py --quick     # K=4, 6 steps, 2 repeats (minutes on 2 cores)
     python benchmarks/shared_base.py             # K=4, one epoch of 2,000 examples, 3 repeats
+    python benchmarks/shared_base.py --quick --profile   # plus the top operators of each side (torch.profiler)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    parser.add_argument("--profile", action="store_true", help="then profile one pass of each side")
     args = parser.parse_args()
     set_threads(args.threads)
     quiet_transformers()
@@ -74,6 +76,14 @@ def main() -> None:
     print(table(["K", "one after another s (min/med/max)", "together s", "together / one after another"],
                 [[str(len(specs)), spread(seconds["one after another"]), spread(seconds["together"]),
                   spread(ratios(seconds["together"], seconds["one after another"]))]]))
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for name, run in (("one after another", one_after_another), ("together", together)):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                run()
+            print(f"\nprofile of one pass: {name}")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":
