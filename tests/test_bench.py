@@ -56,6 +56,7 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
     assert reference["pending"] == [] and [t["name"] for t in reference["tasks"]] == ["easy", "other"]
     easy = reference["tasks"][0]
     assert easy["metric"] == "accuracy" and easy["train_examples"] == 96
+    assert 0.5 <= easy["test_majority_share"] <= 1  # two labels: the commoner one is at least half of the test split
     for method in ("full", "head"):
         cell = easy["methods"][method]
         assert cell["n"] == 1 and 0 <= cell["mean"] <= 1 and cell["std"] is None and cell["failed"] == 0
@@ -66,7 +67,7 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
     assert reference["tasks"][1]["methods"]["head"]["robust_drop_points"] is None  # robustness off for this task
     assert set(reference["families"]) == {"simple", "renamed columns"}
     markdown = (tmp_path / "uninterrupted" / SUITE_MARKDOWN).read_text()
-    assert "| easy | simple |" in markdown and "## By task family" in markdown and "Not run yet" not in markdown
+    assert f"| easy | simple | {100 * easy['test_majority_share']:.1f} |" in markdown and "## By task family" in markdown and "Not run yet" not in markdown
 
     # Interrupt inside the second task, after its first run: the first task and that run are kept.
     out = tmp_path / "interrupted"

@@ -112,6 +112,13 @@ def test_folder_with_train_and_test(tmp_path):
     assert sorted(Counter(task.splits["validation"]["label"]).values()) == [3, 3, 4]  # stratified carve
 
 
+def test_majority_share_is_that_of_the_test_split(tmp_path):
+    reviews(100).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"review": [f"test review {i}" for i in range(10)], "label": [2] * 7 + [0] * 3}).to_csv(
+        tmp_path / "test.csv", index=False)
+    assert load_task(str(tmp_path)).describe()["test_majority_share"] == pytest.approx(0.7)
+
+
 def test_folder_with_three_split_files_and_dev_name(tmp_path):
     reviews(50).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
     reviews(12).to_json(tmp_path / "dev.jsonl", orient="records", lines=True)

@@ -50,6 +50,7 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
     study = results["study"]
     return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
             "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
+            "test_majority_share": (study.get("task") or {}).get("test_majority_share"),
             "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds}
 
 
@@ -102,6 +103,10 @@ def quality_cell(cell: dict[str, Any] | None, reference: bool) -> str:
     return text
 
 
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
 def _points(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f}"
 
@@ -117,9 +122,11 @@ def suite_markdown(table: dict[str, Any]) -> str:
         lines += [f"**Not run yet:** {md(', '.join(table['pending']))}.", ""]
     lines += ["## Quality", "",
               "Test metric in % (accuracy; exact match for generation tasks), mean ± std over seeds; in brackets the "
-              "difference to full fine-tuning in points, `*` where Welch's t-test gives p < 0.05 (needs 2+ seeds).", ""]
-    lines += [markdown_table(["task", "family", *methods],
-                             [[task["name"], task["family"], *(quality_cell(task["methods"].get(m), m == REFERENCE_METHOD) for m in methods)]
+              "difference to full fine-tuning in points, `*` where Welch's t-test gives p < 0.05 (needs 2+ seeds). "
+              "`majority`: the accuracy of always answering the test set's most common label.", ""]
+    lines += [markdown_table(["task", "family", "majority", *methods],
+                             [[task["name"], task["family"], _share(task.get("test_majority_share")),
+                               *(quality_cell(task["methods"].get(m), m == REFERENCE_METHOD) for m in methods)]
                               for task in tasks]), ""]
     lines += ["## Robust drop", "", "Clean minus perturbed test accuracy, in points, mean over seeds (higher = less robust).", ""]
     lines += [markdown_table(["task", *methods], [[task["name"], *(_points((task["methods"].get(m) or {}).get("robust_drop_points")) for m in methods)]

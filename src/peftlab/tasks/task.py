@@ -12,6 +12,7 @@ positions of the same class-major order, which keeps the class proportions. Kept
 
 from __future__ import annotations
 
+from collections import Counter
 import hashlib
 import json
 import logging
@@ -69,7 +70,15 @@ class Task:
         """A JSON-able summary of the task."""
         return {"name": self.name, "source": self.source, "type": self.task_type, "num_labels": self.num_labels,
                 "label_names": list(self.label_names), "sizes": {s: len(d) for s, d in self.splits.items()},
-                "columns": dict(self.columns), "sha256": self.sha256}
+                "columns": dict(self.columns), "sha256": self.sha256,
+                "test_majority_share": self.test_majority_share()}
+
+    def test_majority_share(self) -> float | None:
+        """The share of the test split's most common label: the accuracy of always answering it (classification)."""
+        test = self.splits.get("test")
+        if self.task_type != "classification" or test is None or len(test) == 0 or "label" not in test.column_names:
+            return None
+        return Counter(test["label"]).most_common(1)[0][1] / len(test)
 
 
 def load_task(data: str, *, subset: str | None = None, split: str | None = None,
