@@ -57,6 +57,8 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
     easy = reference["tasks"][0]
     assert easy["metric"] == "accuracy" and easy["train_examples"] == 96
     assert 0.5 <= easy["test_majority_share"] <= 1  # two labels: the commoner one is at least half of the test split
+    easy_runs = json.loads((tmp_path / "uninterrupted" / TASKS_DIR / "easy" / "results.json").read_text())["runs"]
+    assert easy["run_seconds"] == pytest.approx(sum(run["timing"]["wall_seconds"] for run in easy_runs))
     for method in ("full", "head"):
         cell = easy["methods"][method]
         assert cell["n"] == 1 and 0 <= cell["mean"] <= 1 and cell["std"] is None and cell["failed"] == 0

@@ -51,7 +51,8 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
     return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
             "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
             "test_majority_share": (study.get("task") or {}).get("test_majority_share"),
-            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds}
+            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds,
+            "run_seconds": sum((run.get("timing") or {}).get("wall_seconds") or 0.0 for run in runs)}
 
 
 def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -143,8 +144,11 @@ def suite_markdown(table: dict[str, Any]) -> str:
                          _points(cell["mean_robust_drop_points"])])
     lines += [markdown_table(["family", "method", "tasks", "Δ vs full (pts)", "sig. worse / better", "robust drop"], rows), ""]
     lines += ["## Per task", ""]
-    lines += [markdown_table(["task", "train examples", "metric", "best PEFT", "gap to full (pts)", "advisor", "advisor agrees", "wall s"],
-                             [_task_row(task) for task in tasks]), ""]
+    lines += ["`runs s`: the runs' own wall seconds summed (a resumed run counts from its last checkpoint); `wall s`: "
+              "the invocation that finished the task, diagnosis included (shorter when earlier invocations had "
+              "finished some of its runs).", ""]
+    lines += [markdown_table(["task", "train examples", "metric", "best PEFT", "gap to full (pts)", "advisor",
+                              "advisor agrees", "runs s", "wall s"], [_task_row(task) for task in tasks]), ""]
     return "\n".join(lines)
 
 
@@ -153,5 +157,5 @@ def _task_row(task: dict[str, Any]) -> list[Any]:
     agrees = advisor.get("agrees")
     return [task["name"], task["train_examples"] or "-", task["metric"], advisor.get("best_peft_method") or "-",
             _points(advisor.get("gap_points")), advisor.get("call") or advisor.get("reason", "-"),
-            "-" if agrees is None else ("yes" if agrees else "no"),
+            "-" if agrees is None else ("yes" if agrees else "no"), f"{task.get('run_seconds') or 0:.0f}",
             "-" if task["wall_seconds"] is None else f"{task['wall_seconds']:.0f}"]
