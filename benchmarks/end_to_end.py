@@ -12,6 +12,10 @@ every method's test accuracy within 1 point.
 
     python benchmarks/end_to_end.py --quick      # full, head, lora on 256 training examples, 1 epoch
     python benchmarks/end_to_end.py              # the default study: seven methods, 2,000 examples, 3 epochs
+    python benchmarks/end_to_end.py --methods bitfit --seeds 3   # one method, training seeds 0-2 on both sides
+
+With `--seeds N` both sides train every method with seeds 0..N-1 on the same data split (peftlab's `--seeds`),
+and the table shows each side's mean and its per-seed accuracies.
 """
 
 from __future__ import annotations
@@ -25,25 +29,27 @@ import numpy as np
 from _common import machine, quiet_transformers, set_threads, table
 
 
-def peftlab_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Test accuracy per method, and the seconds of each phase of peftlab's runs summed over the methods."""
+def peftlab_study(args, out: str) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Test accuracy per method and seed, and the seconds of each phase of peftlab's runs summed over the runs."""
     from peftlab.study.compare import CompareConfig, compare
 
     config = CompareConfig(methods=args.methods, max_train_examples=args.train_examples,
                            max_eval_examples=args.eval_examples, epochs=args.epochs, robustness=False, diagnose=False,
-                           out=out)
+                           seeds=args.seeds, out=out)
     results = compare(config)
     phases: dict[str, float] = {}
     for run in results["runs"]:
         for phase, seconds in run["timing"].get("phases", {}).items():
             phases[phase] = phases.get(phase, 0.0) + seconds
-    accuracy = {run["method"]: 100 * run["metrics"]["accuracy"] for run in results["runs"] if run["status"] == "ok"}
+    accuracy: dict[str, list[float]] = {}
+    for run in sorted((run for run in results["runs"] if run["status"] == "ok"), key=lambda run: run["seed"]):
+        accuracy.setdefault(run["method"], []).append(100 * run["metrics"]["accuracy"])
     return accuracy, phases
 
 
-def trainer_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Test accuracy per method, and the seconds of build (tokenize, model), train (with its per-epoch evaluation
-    and checkpoints) and test, summed over the methods."""
+def trainer_study(args, out: str) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Test accuracy per method and seed, and the seconds of build (tokenize, model), train (with its per-epoch
+    evaluation and checkpoints) and test, summed over the runs."""
     from accelerate.utils import set_seed
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -53,24 +59,24 @@ def trainer_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
 
     ref = resolve_model("minilm")
     accuracy, phases = {}, {"build": 0.0, "train": 0.0, "test": 0.0}
-    for name in args.methods:
+    for name, seed in ((name, seed) for name in args.methods for seed in range(args.seeds)):
         start = time.perf_counter()
         tokenizer = load_tokenizer(ref)
         task = load_task("rotten_tomatoes", max_train_examples=args.train_examples,
                          max_eval_examples=args.eval_examples, seed=0)
         splits = {split: data.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True)
                   .rename_column("label", "labels").remove_columns(["text"]) for split, data in task.splits.items()}
-        set_seed(0)
+        set_seed(seed)
         base = load_classifier(ref, task.label_names, tokenizer.pad_token_id)
         method = get_method(name)
         settings, learning_rate = method.resolve(base, {})
         model = method.apply(base, settings)
         training = TrainingArguments(
-            output_dir=f"{out}/{name}", num_train_epochs=args.epochs, per_device_train_batch_size=32,
+            output_dir=f"{out}/{name}-{seed}", num_train_epochs=args.epochs, per_device_train_batch_size=32,
             per_device_eval_batch_size=64, learning_rate=learning_rate, weight_decay=0.01, warmup_steps=0.06,
             max_grad_norm=1.0, lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch",
             save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy",
-            train_sampling_strategy="group_by_length", seed=0, report_to="none", disable_tqdm=True, use_cpu=True,
+            train_sampling_strategy="group_by_length", seed=seed, report_to="none", disable_tqdm=True, use_cpu=True,
         )
 
         def metrics(prediction):
@@ -83,9 +89,15 @@ def trainer_study(args, out: str) -> tuple[dict[str, float], dict[str, float]]:
         trainer.train()
         phases["train"] += time.perf_counter() - start
         start = time.perf_counter()
-        accuracy[name] = 100 * trainer.evaluate(splits["test"])["eval_accuracy"]
+        accuracy.setdefault(name, []).append(100 * trainer.evaluate(splits["test"])["eval_accuracy"])
         phases["test"] += time.perf_counter() - start
     return accuracy, phases
+
+
+def _accuracies(values: list[float]) -> str:
+    """`81.6`, or with several seeds `80.9 (81.6, 80.2, 80.9)`: the mean, then each seed's."""
+    mean = f"{np.mean(values):.1f}"
+    return mean if len(values) == 1 else f"{mean} ({', '.join(f'{v:.1f}' for v in values)})"
 
 
 def main() -> None:
@@ -93,6 +105,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--methods", default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds 0..N-1 per method, on both sides")
     args = parser.parse_args()
     set_threads(args.threads)
     quiet_transformers()
@@ -103,7 +116,7 @@ def main() -> None:
     args.train_examples, args.eval_examples, args.epochs = (256, 128, 1) if args.quick else (2000, 1000, 3)
     print(f"machine: {machine()}")
     print(f"methods {args.methods}; {args.train_examples} train / {args.eval_examples} validation and test examples; "
-          f"{args.epochs} epochs, batch 32")
+          f"{args.epochs} epochs, batch 32; training seeds 0..{args.seeds - 1}")
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         ours, our_phases = peftlab_study(args, f"{out}/peftlab")
@@ -111,8 +124,9 @@ def main() -> None:
         start = time.perf_counter()
         theirs, their_phases = trainer_study(args, f"{out}/trainer")
         trainer_seconds = time.perf_counter() - start
-    rows = [[name, f"{ours.get(name, float('nan')):.1f}", f"{theirs[name]:.1f}",
-             f"{ours.get(name, float('nan')) - theirs[name]:+.1f}"] for name in args.methods]
+    nan = [float("nan")]
+    rows = [[name, _accuracies(ours.get(name, nan)), _accuracies(theirs[name]),
+             f"{np.mean(ours.get(name, nan)) - np.mean(theirs[name]):+.1f}"] for name in args.methods]
     print(table(["method", "peftlab test acc %", "Trainer test acc %", "difference pts"], rows))
     print(f"wall time: peftlab {peftlab_seconds:.1f} s, Trainer + peft {trainer_seconds:.1f} s, "
           f"ratio {peftlab_seconds / trainer_seconds:.2f}")
