@@ -8,7 +8,6 @@ short full fine-tuning probe of ``probe_steps`` steps. The result is one JSON-ab
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from peftlab.diagnose.spectrum import summarise_by_type, update_spectra
 from peftlab.diagnose.task_shape import task_shape
 from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.errors import ConfigError
+from peftlab.measure import Phases
 from peftlab.models import load_classifier, load_config
 from peftlab.models.load import head_module_names
 
@@ -53,47 +53,42 @@ def measure_signals(study, encoded, accelerator: Accelerator, settings: Diagnose
                     full_run: Path | None = None) -> dict[str, Any]:
     """Every signal of the issue's list, as a dict (keys: task_shape, vocabulary, shift, probe, spectrum...)."""
     config, task, tokenizer = study.config, study.task, study.tokenizer
-    timings: dict[str, float] = {}
+    phases = Phases()  # seconds per signal, in signals["seconds"]
     signals: dict[str, Any] = {"task": task.describe()}
     reference = reference_texts()
     texts = _task_texts(task, "train")
 
-    start = time.perf_counter()
-    signals["task_shape"] = task_shape(task, encoded, config.max_length)
-    signals["vocabulary"] = {**vocabulary_fit(texts, tokenizer), "reference": vocabulary_fit(reference, tokenizer)}
-    timings["vocabulary"] = time.perf_counter() - start
+    with phases("vocabulary"):
+        signals["task_shape"] = task_shape(task, encoded, config.max_length)
+        signals["vocabulary"] = {**vocabulary_fit(texts, tokenizer), "reference": vocabulary_fit(reference, tokenizer)}
 
-    start = time.perf_counter()
-    set_seed(config.seed)
-    base = load_classifier(study.model_ref, task.label_names, tokenizer.pad_token_id).to(accelerator.device)
-    before = {name: p.detach().cpu().clone() for name, p in base.named_parameters()}
-    shift_index = _evenly(len(texts), settings.shift_texts)
-    features = lambda rows, pairs=None: pooled_features(base, tokenizer, rows, config.max_length, pairs=pairs,  # noqa: E731
-                                                        device=accelerator.device)
-    task_shift = features([texts[i] for i in shift_index])
-    reference_shift = features(reference[: settings.shift_texts])
-    signals["shift"] = representation_shift(task_shift, reference_shift)
-    timings["shift"] = time.perf_counter() - start
+    with phases("shift"):
+        set_seed(config.seed)
+        base = load_classifier(study.model_ref, task.label_names, tokenizer.pad_token_id).to(accelerator.device)
+        before = {name: p.detach().cpu().clone() for name, p in base.named_parameters()}
+        shift_index = _evenly(len(texts), settings.shift_texts)
+        features = lambda rows, pairs=None: pooled_features(base, tokenizer, rows, config.max_length, pairs=pairs,  # noqa: E731
+                                                            device=accelerator.device)
+        task_shift = features([texts[i] for i in shift_index])
+        reference_shift = features(reference[: settings.shift_texts])
+        signals["shift"] = representation_shift(task_shift, reference_shift)
 
-    start = time.perf_counter()
-    signals["probe"] = _probe(task, features, settings, config.seed)
-    timings["probe"] = time.perf_counter() - start
+    with phases("probe"):
+        signals["probe"] = _probe(task, features, settings, config.seed)
 
-    start = time.perf_counter()
-    lm_index = _evenly(len(texts), settings.lm_texts)
-    signals["shift"].update(lm_losses(study.model_ref, load_config(study.model_ref), tokenizer,
-                                      [texts[i] for i in lm_index], reference, config.max_length))
-    timings["lm_loss"] = time.perf_counter() - start
+    with phases("lm_loss"):
+        lm_index = _evenly(len(texts), settings.lm_texts)
+        signals["shift"].update(lm_losses(study.model_ref, load_config(study.model_ref), tokenizer,
+                                          [texts[i] for i in lm_index], reference, config.max_length))
 
-    start = time.perf_counter()
-    after, source = _after_weights(study, base, encoded, accelerator, settings, full_run)
-    skip = tuple(f"{name}." for name in head_module_names(base))
-    layers = update_spectra(before, after, skip)
-    signals["spectrum"] = summarise_by_type(layers)
-    signals["spectrum_source"] = source
-    signals["spectrum_layers"] = layers
-    timings["spectrum"] = time.perf_counter() - start
-    signals["seconds"] = timings
+    with phases("spectrum"):
+        after, source = _after_weights(study, base, encoded, accelerator, settings, full_run)
+        skip = tuple(f"{name}." for name in head_module_names(base))
+        layers = update_spectra(before, after, skip)
+        signals["spectrum"] = summarise_by_type(layers)
+        signals["spectrum_source"] = source
+        signals["spectrum_layers"] = layers
+    signals["seconds"] = phases.seconds
     return signals
 
 
