@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 from rich.console import Console
+from scipy import stats as scipy_stats
 
 from peftlab.errors import ConfigError
 from peftlab.evaluate.stats import mean_std_interval, welch_test
@@ -29,6 +31,13 @@ def test_mean_std_interval_and_welch_test_on_known_values():
     near = welch_test([0.80, 0.84, 0.82], [0.81, 0.83, 0.82])
     assert not near["significant"] and near["p_value"] > 0.5
     assert welch_test([0.8], [0.7, 0.9]) is None
+    assert far["p_value"] == pytest.approx(scipy_stats.ttest_ind([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one side without spread (stuck at the majority class): no scipy warning
+        warnings.simplefilter("error")
+        stuck = welch_test([139 / 300] * 3, [0.60, 0.62, 0.61])
+    assert stuck["significant"] and stuck["p_value"] == pytest.approx(
+        scipy_stats.ttest_1samp([0.60, 0.62, 0.61], 139 / 300).pvalue)
+    assert welch_test([0.5, 0.5], [0.5, 0.5])["p_value"] == 1.0
 
 
 def test_learning_rate_grid_is_logarithmic_around_the_default_default_first():
