@@ -31,7 +31,8 @@ def test_mean_std_interval_and_welch_test_on_known_values():
     near = welch_test([0.80, 0.84, 0.82], [0.81, 0.83, 0.82])
     assert not near["significant"] and near["p_value"] > 0.5
     assert welch_test([0.8], [0.7, 0.9]) is None
-    assert far["p_value"] == pytest.approx(scipy_stats.ttest_ind([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], equal_var=False).pvalue)
+    assert far["p_value"] == pytest.approx(
+        scipy_stats.ttest_ind([0.60, 0.61, 0.62], [0.80, 0.81, 0.82], equal_var=False).pvalue)
     with warnings.catch_warnings():  # one side without spread (stuck at the majority class): no scipy warning
         warnings.simplefilter("error")
         stuck = welch_test([139 / 300] * 3, [0.60, 0.62, 0.61])

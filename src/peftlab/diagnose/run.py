@@ -8,7 +8,7 @@ short full fine-tuning probe of ``probe_steps`` steps. The result is one JSON-ab
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ class DiagnoseSettings:
     shift_texts: int = 200  # task texts compared with as many reference texts (at most the 208 shipped)
     lm_texts: int = 32  # texts whose LM loss is measured, task and reference each
     probe_examples: int = 2000  # training examples the linear probe is fitted on (test: the test split)
-    timings: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         for name in ("probe_steps", "shift_texts", "lm_texts", "probe_examples"):
