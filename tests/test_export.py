@@ -27,7 +27,8 @@ from peftlab.export import ExportConfig, export, load_adapter, mixed_batch_check
 from peftlab.export.compress import COMPACT_FILE, compress, decompress, load_compact
 from peftlab.export.staging import EXPORT_FILE
 from peftlab.methods import METHODS
-from peftlab.study.artifacts import RUN_FILE, load_run
+from peftlab.files import RUN_FILE
+from peftlab.study.artifacts import load_run
 from peftlab.study.compare import CompareConfig, compare
 
 ALL_METHODS = list(METHODS)  # full, head, bitfit, lora, dora, ia3, prompt, prefix, adapter

@@ -143,7 +143,7 @@ def diagnose_command(
     )
     diagnosis = run_diagnose(config)
     if as_json:
-        from peftlab.study.results import jsonable
+        from peftlab.files import jsonable
 
         typer.echo(json.dumps(jsonable(diagnosis), indent=2))
         return

@@ -17,7 +17,7 @@ from peftlab.bench.suite import Suite, SuiteTask
 from peftlab.bench.table import suite_markdown, suite_table
 from peftlab.errors import ConfigError
 from peftlab.study import CompareConfig, compare, prepare_study
-from peftlab.study.results import RESULTS_FILE, write_json_atomic, write_text_atomic
+from peftlab.files import RESULTS_FILE, write_json_atomic, write_text_atomic
 
 SUITE_FILE = "suite.json"
 SUITE_MARKDOWN = "suite.md"

@@ -13,7 +13,7 @@ from accelerate import Accelerator
 from peftlab.advise import advisor_check, recommend
 from peftlab.diagnose.run import DIAGNOSIS_FILE, DiagnoseSettings, measure_signals
 from peftlab.errors import ConfigError
-from peftlab.study.results import write_json_atomic
+from peftlab.files import write_json_atomic
 
 
 @dataclass

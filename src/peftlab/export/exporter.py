@@ -21,9 +21,9 @@ from peftlab.export.model_card import render_model_card
 from peftlab.export.source import RunSource, find_run
 from peftlab.export.staging import EXPORT_FILE, Staging, check_destination
 from peftlab.methods import METHODS, get_method
-from peftlab.study.artifacts import RUN_FILE, load_run
+from peftlab.files import RUN_FILE, write_json_atomic
+from peftlab.study.artifacts import load_run
 from peftlab.study.compare import TOKENIZER_FILES
-from peftlab.study.results import write_json_atomic
 
 ADAPTER_CONFIG = "adapter_config.json"
 CARD = "README.md"

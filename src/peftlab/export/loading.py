@@ -14,7 +14,8 @@ from pathlib import Path
 from torch import nn
 
 from peftlab.errors import PeftlabError
-from peftlab.study.artifacts import RUN_FILE, load_run
+from peftlab.files import RUN_FILE
+from peftlab.study.artifacts import load_run
 
 
 def load_adapter(directory: str | Path) -> nn.Module:

@@ -18,7 +18,7 @@ from peft import PeftModel
 
 from peftlab.errors import PeftlabError
 from peftlab.models import ModelRef, load_classifier
-from peftlab.study.artifacts import read_run_file
+from peftlab.files import read_run_file
 
 
 def load_adapters_on_one_base(adapter_dirs: Sequence[str | Path], names: Sequence[str] | None = None):

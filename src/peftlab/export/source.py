@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from peftlab.errors import PeftlabError
-from peftlab.study.artifacts import RUN_FILE, read_run_file
-from peftlab.study.reload import read_results
-from peftlab.study.results import RESULTS_FILE
+from peftlab.files import RESULTS_FILE, RUN_FILE, read_results, read_run_file
 
 
 @dataclass

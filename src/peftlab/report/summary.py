@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peftlab.files import DIAGNOSIS_FILE, read_results
 from peftlab.report.table import REFERENCE_METHOD, headline_metric, human_bytes, human_count, percent, reference_run
 
-DIAGNOSIS_FILE = "diagnosis.json"
 
 
 @dataclass
@@ -32,8 +32,6 @@ def read_inputs(run_dir: Path, results: dict[str, Any] | None = None) -> ReportI
     name in the folder, or the diagnosis itself), else OUT/diagnosis.json when present. A missing or unreadable
     diagnosis is a note in the report, never an error: the results are what the report is for."""
     if results is None:
-        from peftlab.study.reload import read_results
-
         results = read_results(run_dir)
     link = results.get("diagnosis")
     if isinstance(link, dict):

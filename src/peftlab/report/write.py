@@ -8,7 +8,7 @@ from typing import Any
 
 from peftlab.errors import ConfigError, PeftlabError
 from peftlab.report.summary import read_inputs
-from peftlab.study.results import RESULTS_FILE, write_bytes_atomic, write_text_atomic
+from peftlab.files import RESULTS_FILE, write_bytes_atomic, write_text_atomic
 
 FORMATS = {"html": "report.html", "md": "report.md", "csv": "report.csv"}
 logger = logging.getLogger(__name__)

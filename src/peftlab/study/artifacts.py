@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from peftlab.errors import PeftlabError
+from peftlab.files import read_run_file
 from peftlab.methods import get_method
 from peftlab.models import ModelRef, load_classifier, load_tokenizer
 
-RUN_FILE = "peftlab_run.json"
-
-
-def read_run_file(directory: str | Path) -> dict:
-    path = Path(directory) / RUN_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise PeftlabError(f"{directory} is not a peftlab run folder ({RUN_FILE}: {error})") from None
 
 
 def load_run(directory: str | Path):

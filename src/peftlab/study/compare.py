@@ -44,15 +44,10 @@ from peftlab.methods import (
 from peftlab.evaluate.by_task import evaluation_for, run_metrics
 from peftlab.models import load_base_model, load_config, load_tokenizer, resolve_model
 from peftlab.models.memory import MemoryOptions
-from peftlab.study.artifacts import RUN_FILE
+from peftlab.files import RUN_FILE, write_json_atomic, write_log
 from peftlab.study.estimates import estimate_versus_measured
 from peftlab.study.runs import RunSpec
-from peftlab.study.results import (
-    command_line,
-    hardware,
-    package_versions,
-    write_json_atomic,
-)
+from peftlab.study.environment import command_line, hardware, package_versions
 from peftlab.tasks import load_task
 from peftlab.train import TrainConfig, train
 from peftlab.train.checkpoint import checkpoint_epoch

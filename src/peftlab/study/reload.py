@@ -6,29 +6,12 @@ rebuilt from the recorded data, columns, caps and seed, and must give the record
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from peftlab.errors import DataError, PeftlabError
+from peftlab.errors import DataError
 from peftlab.study.compare import CompareConfig, Study, prepare_study
-from peftlab.study.results import RESULTS_FILE
-
-
-def read_results(study_dir: Path) -> dict[str, Any]:
-    """results.json of a study folder, checked to be one; a PeftlabError saying what to pass otherwise."""
-    path = Path(study_dir) / RESULTS_FILE
-    try:
-        results = json.loads(path.read_text())
-    except OSError:
-        raise PeftlabError(f"{study_dir} is not a study folder: it has no {RESULTS_FILE} (pass the --out folder of "
-                           "`peftlab compare`)") from None
-    except json.JSONDecodeError as error:
-        raise PeftlabError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(results, dict) or not isinstance(results.get("study"), dict) or not isinstance(results.get("runs"), list):
-        raise PeftlabError(f"{path} is not a peftlab results file (no study/runs)")
-    return results
 
 
 def config_from_header(header: dict[str, Any], out: Path, robustness: bool = True, **overrides: Any) -> CompareConfig:

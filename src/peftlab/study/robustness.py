@@ -16,8 +16,8 @@ import torch
 from peftlab.errors import PeftlabError
 from peftlab.study.artifacts import load_run
 from peftlab.study.compare import build_robustness_suite, measure_robustness
-from peftlab.study.reload import read_results, reload_study
-from peftlab.study.results import RESULTS_FILE, write_json_atomic
+from peftlab.files import RESULTS_FILE, read_results, write_json_atomic
+from peftlab.study.reload import reload_study
 
 
 def evaluate_saved_study(run_dir: str | Path, on_run_done: Callable[[dict], None] | None = None,

@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKPOINTS_DIR = "checkpoints"
+from peftlab.files import CHECKPOINTS_DIR
+
+
 
 
 @dataclass(frozen=True)

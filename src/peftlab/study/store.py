@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError
-from peftlab.study.results import jsonable
+from peftlab.files import STORE_FILE, jsonable
 
-STORE_FILE = "study.sqlite"
 FINISHED = ("ok", "failed", "pruned")
 
 SCHEMA = """

@@ -6,11 +6,10 @@ test metric, and against full fine-tuning the difference of means with Welch's t
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from peftlab.evaluate.stats import mean_std_interval, welch_test
-from peftlab.study.results import RESULTS_FILE, write_json_atomic
+from peftlab.files import write_results
 from peftlab.study.runs import RunSpec
 
 REFERENCE_METHOD = "full"
@@ -26,10 +25,6 @@ def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict],
     if tuning is not None:
         results["tuning"] = tuning_summary(tuning, runs)
     return results
-
-
-def write_results(out: Path, results: dict[str, Any]) -> None:
-    write_json_atomic(Path(out) / RESULTS_FILE, results)
 
 
 def aggregate(runs: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f1")) -> dict[str, dict]:

@@ -1,0 +1,117 @@
+"""The study folder's files: their names, atomic writes, JSON values, and reading results.json back.
+
+The leaf of peftlab's upper floors: every module may import it, and it imports nothing of peftlab but the errors.
+A study folder (``--out``) holds::
+
+    results.json        derived from the store after every run (RESULTS_FILE)
+    study.sqlite        the study store (STORE_FILE)
+    diagnosis.json      the diagnosis, when one ran (DIAGNOSIS_FILE)
+    report.html         the report
+    runs/<name>/        one trained run each, with peftlab_run.json (RUN_FILE)
+    checkpoints/        epoch checkpoints of unfinished runs (CHECKPOINTS_DIR)
+    logs/<name>.log     tracebacks of failed runs and probes (LOGS_DIR)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from peftlab.errors import PeftlabError
+
+RESULTS_FILE = "results.json"
+STORE_FILE = "study.sqlite"
+DIAGNOSIS_FILE = "diagnosis.json"
+RUN_FILE = "peftlab_run.json"
+RUNS_DIR = "runs"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from settings objects (enums, sets, dataclasses, paths, numpy scalars)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    write_text_atomic(path, json.dumps(jsonable(data), indent=2, allow_nan=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename (JSON, reports, figures, tables)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    write_json_atomic(Path(out) / RESULTS_FILE, results)
+
+
+def read_results(study_dir: Path) -> dict[str, Any]:
+    """results.json of a study folder, checked to be one; a PeftlabError saying what to pass otherwise."""
+    path = Path(study_dir) / RESULTS_FILE
+    try:
+        results = json.loads(path.read_text())
+    except OSError:
+        raise PeftlabError(f"{study_dir} is not a study folder: it has no {RESULTS_FILE} (pass the --out folder of "
+                           "`peftlab compare`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PeftlabError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(results, dict) or not isinstance(results.get("study"), dict) or not isinstance(results.get("runs"), list):
+        raise PeftlabError(f"{path} is not a peftlab results file (no study/runs)")
+    return results
+
+
+def read_run_file(directory: str | Path) -> dict:
+    """peftlab_run.json of a trained run's folder."""
+    path = Path(directory) / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PeftlabError(f"{directory} is not a peftlab run folder ({RUN_FILE}: {error})") from None
+
+
+def write_log(out: Path, name: str, text: str) -> Path:
+    """OUT/logs/<name>.log (a failed run's or probe's traceback); returns its path."""
+    path = Path(out) / LOGS_DIR / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def short_reason(error: BaseException, limit: int = 200) -> str:
+    """An exception as one line for a record's ``reason``: its type and the first line of its message."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:limit] if text else ''}"
