@@ -31,7 +31,7 @@ from _common import machine, quiet_transformers, set_threads, table
 
 def peftlab_study(args, out: str) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Test accuracy per method and seed, and the seconds of each phase of peftlab's runs summed over the runs."""
-    from peftlab.study.compare import CompareConfig, compare
+    from peftlab import CompareConfig, compare
 
     config = CompareConfig(methods=args.methods, max_train_examples=args.train_examples,
                            max_eval_examples=args.eval_examples, epochs=args.epochs, robustness=False, diagnose=False,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from peftlab.study import CompareConfig, compare
+from peftlab import CompareConfig, compare
 
 
 @pytest.fixture(scope="module")

@@ -248,7 +248,7 @@ def test_compare_multiple_choice_and_generation_on_a_tiny_llama(tiny_llama_dir, 
     from rich.console import Console
 
     from peftlab.report import print_table
-    from peftlab.study import CompareConfig, compare
+    from peftlab import CompareConfig, compare
 
     common = dict(model=str(tiny_llama_dir), max_train_examples=24, max_eval_examples=6, epochs=1, batch_size=8,
                   max_length=64, method_config=None)
@@ -275,7 +275,7 @@ def test_compare_multiple_choice_and_generation_on_a_tiny_llama(tiny_llama_dir, 
 
 def test_memory_options(tiny_llama_dir, colour_bigbench, tmp_path):
     from peftlab.models.memory import MemoryOptions
-    from peftlab.study import CompareConfig, compare
+    from peftlab import CompareConfig, compare
 
     if not torch.cuda.is_available():
         for flag in ("load_in_4bit", "load_in_8bit"):

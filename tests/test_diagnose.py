@@ -215,7 +215,7 @@ def test_masked_lm_pseudo_loss_on_a_model_with_an_mlm_head(tmp_path, minilm_toke
 
 
 def test_compare_runs_the_diagnosis_and_checks_the_advisor(tiny_bert_dir, tiny_task_csv, tmp_path):
-    from peftlab.study import CompareConfig, compare
+    from peftlab import CompareConfig, compare
 
     out = tmp_path / "cmp"
     results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],

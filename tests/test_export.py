@@ -29,7 +29,7 @@ from peftlab.export.staging import EXPORT_FILE
 from peftlab.methods import METHODS
 from peftlab.files import RUN_FILE
 from peftlab.study.artifacts import load_run
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 
 ALL_METHODS = list(METHODS)  # full, head, bitfit, lora, dora, ia3, prompt, prefix, adapter
 PEFT_FORMAT = ["lora", "dora", "ia3", "prompt", "prefix"]

@@ -205,7 +205,7 @@ def test_a_report_failure_after_compare_is_one_logged_line(tmp_path, caplog):
 def test_compare_writes_the_report_of_a_hostile_dataset(tmp_path, tiny_bert_dir):
     """A real (tiny) study whose column names and labels are markup: compare leaves report.html next to
     results.json, every string from the data shown as text, every chart drawn."""
-    from peftlab.study import CompareConfig, compare
+    from peftlab import CompareConfig, compare
 
     data = hostile_csv(tmp_path / "data.csv")
     out = tmp_path / "out"

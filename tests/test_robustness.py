@@ -330,7 +330,7 @@ def _tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides):
 
 @pytest.mark.parametrize("robust_set,needle", [("missing.csv", "no such file"), ("bad.jsonl", "line 1")])
 def test_bad_robust_set_fails_before_anything_is_written(tmp_path, tiny_bert_dir, tiny_task_csv, robust_set, needle):
-    from peftlab.study import compare
+    from peftlab import compare
 
     (tmp_path / "bad.jsonl").write_text("{broken\n")
     config = _tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "out", robust_set=str(tmp_path / robust_set))
@@ -348,7 +348,7 @@ def test_robustness_options_are_checked(tmp_path, tiny_bert_dir, tiny_task_csv):
 
 
 def test_compare_records_robustness_for_every_method_and_rerun_rewrites_it(tmp_path, tiny_bert_dir, tiny_task_csv):
-    from peftlab.study import compare
+    from peftlab import compare
     from peftlab.study.robustness import evaluate_saved_study
 
     robust = tmp_path / "contrast.csv"
@@ -384,7 +384,7 @@ def test_compare_records_robustness_for_every_method_and_rerun_rewrites_it(tmp_p
 
 
 def test_no_robustness_records_none(tmp_path, tiny_bert_dir, tiny_task_csv):
-    from peftlab.study import compare
+    from peftlab import compare
 
     results = compare(_tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "out", methods=["head"],
                                    robustness=False))

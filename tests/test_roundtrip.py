@@ -17,7 +17,7 @@ from peftlab.methods import METHODS, get_method
 from peftlab.methods.partial_state import STATE_FILE
 from peftlab.files import RUN_FILE
 from peftlab.study.artifacts import load_run
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.study.store import STORE_FILE, StudyStore
 
 

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 from peftlab.errors import ConfigError
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.report import print_table
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.study.store import STORE_FILE, StudyStore
 from peftlab.study.tuning import learning_rate_grid, pruning_value
 

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from peftlab.errors import ConfigError
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.study.store import STORE_FILE, StudyStore
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
@@ -136,7 +136,7 @@ def test_rerunning_a_finished_study_repeats_nothing(tiny_bert_dir, tiny_task_csv
 CHILD = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from peftlab.study.compare import CompareConfig, compare
+    from peftlab import CompareConfig, compare
     compare(CompareConfig(model=sys.argv[1], data=sys.argv[2], methods=["full", "lora", "head"], epochs=4,
                           batch_size=16, out=sys.argv[3], robustness=False))
 """)

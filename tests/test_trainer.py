@@ -15,7 +15,7 @@ from accelerate import Accelerator
 from conftest import TINY_LABELS
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
-from peftlab.study.compare import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train

@@ -4,6 +4,10 @@ Python API (everything the CLI does)::
 
     from peftlab import CompareConfig, compare
     results = compare(CompareConfig(model="minilm", data="rotten_tomatoes", methods=["full", "lora"]))
+
+Layers, bottom to top (a module imports only from layers below its own; ``tests/test_layers.py`` checks it):
+``errors``, ``files`` → ``tasks``, ``models``, ``methods`` → ``train``, ``evaluate``, ``measure``, ``estimate`` →
+``study`` → ``diagnose``, ``advise``, ``report``, ``export`` → ``recipe``, ``bench`` → ``cli``.
 """
 
 from peftlab.errors import PeftlabError
@@ -12,11 +16,15 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # Lazy: `import peftlab` stays fast, and the CLI can quiet the libraries before they load.
-    if name in {"CompareConfig", "compare"}:
-        from peftlab import study
+    # Lazy: `import peftlab` (and `peftlab.errors`) stays light; the API's names load torch and the libraries.
+    if name == "compare":
+        from peftlab.recipe import compare
 
-        return getattr(study, name)
+        return compare
+    if name == "CompareConfig":
+        from peftlab.study.config import CompareConfig
+
+        return CompareConfig
     if name == "load_run":
         from peftlab.study.artifacts import load_run
 

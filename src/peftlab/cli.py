@@ -1,17 +1,48 @@
-"""The `peftlab` command line: parses options, calls the Python API, prints. No logic of its own."""
+"""The `peftlab` command line: parses options, calls the Python API, prints. No logic of its own.
+
+The options of `compare` and `diagnose` are derived from their configuration dataclasses
+(:class:`peftlab.study.config.CompareConfig`, :class:`peftlab.diagnose.DiagnoseConfig`): each field is one option,
+with the help text its declaration carries (:func:`peftlab.options.option`). `--config study.yaml` supplies any of
+them; options given on the command line win over the file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import json
 import os
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
+import yaml
 from rich.console import Console
+from rich.table import Table
 
+from peftlab.bench import load_suite, run_suite
+from peftlab.bench.run import SUITE_MARKDOWN
+from peftlab.diagnose import DiagnoseConfig, DiagnoseSettings, diagnose as run_diagnose
+from peftlab.diagnose.summary import print_advisor_check, print_diagnosis
 from peftlab.errors import PeftlabError
+from peftlab.estimate import EstimateSettings, estimate
+from peftlab.estimate.load import read_method_overrides
+from peftlab.estimate.table import print_estimate
+from peftlab.export import ExportConfig, export
+from peftlab.export.table import print_export
+from peftlab.files import jsonable
+from peftlab.methods import METHODS
+from peftlab.options import config_from_mapping, config_from_sources, read_config_file
+from peftlab.quiet import quiet_libraries
+from peftlab.recipe import compare as run_compare
+from peftlab.report import print_table
+from peftlab.report.table import print_robustness_table
+from peftlab.report.write import write_report
+from peftlab.study.config import CompareConfig
+from peftlab.study.robustness import evaluate_saved_study
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Compare full fine-tuning and parameter-efficient methods on your model and data.")
@@ -19,78 +50,76 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 errors = Console(stderr=True)
 
 
-def _quiet_libraries() -> None:
-    from peftlab.quiet import quiet_libraries
+# --- options derived from the configuration dataclasses ------------------------------------------------------------
 
-    quiet_libraries()
+def _cli_type(hint: Any, kind: str | None) -> Any:
+    """The command line's type for a field: lists are comma-separated strings; `X | None` is Optional[X]."""
+    if kind == "list":
+        return Optional[str]
+    if kind == "zero_none":
+        return int
+    arguments = [a for a in typing.get_args(hint) if a is not type(None)]
+    return Optional[arguments[0]] if arguments and type(None) in typing.get_args(hint) else hint
 
 
-@app.command()
-def compare(
-    model: str = typer.Option("minilm", help="HF model id, local folder, or offline alias (minilm, smollm2-135m)."),
-    data: str = typer.Option("rotten_tomatoes", help="HF dataset name, local CSV/JSONL/Parquet file or folder, BIG-bench task.json, or alias."),
-    methods: str = typer.Option(",".join(__import__("peftlab.methods", fromlist=["x"]).DEFAULT_METHODS), help="Comma-separated method names (see `peftlab methods`)."),
-    method_config: Optional[str] = typer.Option(None, help="YAML of per-method overrides, e.g. `lora: {r: 16, learning_rate: 1e-4}`."),
-    subset: Optional[str] = typer.Option(None, help="HF dataset configuration name."),
-    split: Optional[str] = typer.Option(None, help="Use only this split of the source (then split 80/10/10)."),
-    text_column: Optional[str] = typer.Option(None, help="Column holding the text (auto: text, sentence, input...)."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Column holding the second text of a pair."),
-    label_column: Optional[str] = typer.Option(None, help="Column holding the label (auto: label, category...)."),
-    max_train_examples: int = typer.Option(2000, help="Cap on training examples (0 = all)."),
-    max_eval_examples: int = typer.Option(1000, help="Cap on validation and on test examples, each (0 = all)."),
-    epochs: int = typer.Option(3, help="Training epochs per method."),
-    max_steps: Optional[int] = typer.Option(None, help="Training steps per method (overrides --epochs)."),
-    batch_size: int = typer.Option(32, help="Training batch size."),
-    max_length: int = typer.Option(128, help="Truncate inputs to this many tokens."),
-    seed: int = typer.Option(0, help="Seed for splits, initialisation and data order."),
-    out: str = typer.Option("runs/compare", help="Output folder: results.json and one folder per trained method."),
-    trust_remote_code: bool = typer.Option(False, help="Allow model code from the model's repository."),
-    robustness: bool = typer.Option(True, "--robustness/--no-robustness", help="After each run: accuracy on perturbed test texts and attack success rates."),
-    robust_set: Optional[str] = typer.Option(None, help="Labelled file (any --data file format) every method is also evaluated on, e.g. AdvGLUE or contrast sets."),
-    perturb_examples: int = typer.Option(500, help="Test examples perturbed by each perturbation (the same for every method)."),
-    perturb_severity: float = typer.Option(0.2, help="Share of the words each perturbation touches."),
-    attack_examples: int = typer.Option(50, help="Test examples attacked per method (the same for every method)."),
-    attack_query_budget: int = typer.Option(100, help="Model queries per attacked example and attack."),
-    diagnose: bool = typer.Option(True, "--diagnose/--no-diagnose", help="After the runs: diagnosis signals and the advisor's call, checked against the runs (OUT/diagnosis.json)."),
-    seeds: int = typer.Option(1, help="Run every configuration with this many seeds (seed, seed+1, ...); tables show mean ± std and 95% CI."),
-    tune: Optional[str] = typer.Option(None, help="`lr`: search each method's learning rate on validation first (Optuna, successive halving)."),
-    tune_points: int = typer.Option(3, help="Learning rates tried per method by --tune lr (log grid around the default)."),
-    backend: str = typer.Option("local", help="Where runs execute: local (in-process or --workers processes) or ray."),
-    workers: int = typer.Option(1, help="Local worker processes running runs in parallel."),
-    ray_address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: start a local one)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="On resume, run again the runs stored as failed."),
-    task: Optional[str] = typer.Option(None, help="classification, multiple-choice or generation (default: inferred from the data; see docs/DECODERS.md)."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations in backward (less memory, slower)."),
-    bf16: bool = typer.Option(False, "--bf16", help="bf16 autocast (weights and optimizer stay fp32)."),
-    load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="Load the base in 4-bit (QLoRA; CUDA + bitsandbytes only)."),
-    load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="Load the base in 8-bit (CUDA + bitsandbytes only)."),
-) -> None:
-    """Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and robustness."""
-    _quiet_libraries()
-    from peftlab.report import print_table
-    from peftlab.study import CompareConfig, compare as run_compare
+def field_parameters(cls) -> list[inspect.Parameter]:
+    """One typer option per field of ``cls`` that declares its help (:func:`peftlab.options.option`)."""
+    hints = typing.get_type_hints(cls)
+    parameters = []
+    for item in dataclasses.fields(cls):
+        if not item.init or "help" not in item.metadata:
+            continue
+        kind = item.metadata.get("cli")
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        if kind == "list":
+            default = ",".join(default) or None
+        flags = [item.metadata["flag"]] if item.metadata.get("flag") else []
+        option = typer.Option(default, *flags, help=item.metadata["help"])
+        parameters.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                            annotation=_cli_type(hints[item.name], kind)))
+    return parameters
 
-    config = CompareConfig(
-        model=model, data=data, methods=methods.split(","), method_config=method_config, subset=subset, split=split,
-        text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
-        max_train_examples=max_train_examples or None, max_eval_examples=max_eval_examples or None,
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, max_length=max_length, seed=seed, out=out,
-        trust_remote_code=trust_remote_code, robustness=robustness, robust_set=robust_set,
-        perturb_examples=perturb_examples, perturb_severity=perturb_severity, attack_examples=attack_examples,
-        attack_query_budget=attack_query_budget, diagnose=diagnose, seeds=seeds, tune=tune.split(",") if tune else [],
-        tune_points=tune_points, backend=backend, workers=workers, ray_address=ray_address, retry_failed=retry_failed,
-        task=task, gradient_checkpointing=gradient_checkpointing, bf16=bf16, load_in_4bit=load_in_4bit,
-        load_in_8bit=load_in_8bit,
-    )
-    start = time.perf_counter()
 
+def command_from(parameters: list[inspect.Parameter], body: Callable[..., None], doc: str) -> Callable[..., None]:
+    """A typer command whose options are ``parameters``; ``body(ctx, values)`` receives every value by name."""
+    def command(ctx: typer.Context, **values: Any) -> None:
+        body(ctx, values)
+
+    context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    command.__signature__ = inspect.Signature([context, *parameters])
+    command.__annotations__ = {p.name: p.annotation for p in [context, *parameters]}
+    command.__doc__ = doc
+    return command
+
+
+def given_on_command_line(ctx: typer.Context, values: dict[str, Any], cls) -> dict[str, Any]:
+    """The values of ``cls``'s fields that the user typed (not the defaults). typer vendors its own click, so the
+    source is compared by name."""
+    names = {item.name for item in dataclasses.fields(cls)}
+    return {name: value for name, value in values.items()
+            if name in names and getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+
+
+def _extra(name: str, default: Any, annotation: Any, *flags: str, help: str) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, *flags, help=help),
+                             annotation=annotation)
+
+
+# --- compare ---------------------------------------------------------------------------------------------------------
+
+def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
+    config = config_from_sources(CompareConfig, values["config"], given_on_command_line(ctx, values, CompareConfig))
+    if values["print_config"]:
+        typer.echo(yaml.safe_dump(jsonable(config.describe()), sort_keys=False), nl=False)
+        return
+    out, start = config.out, time.perf_counter()
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch the main process prints
         console.quiet = True
 
     def done(record: dict) -> None:
         status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
         score = next(((k, record["metrics"][k]) for k in ("accuracy", "exact_match") if k in record["metrics"]), None)
-        seed = f" (seed {record['seed']})" if seeds > 1 else ""
+        seed = f" (seed {record['seed']})" if config.seeds > 1 else ""
         console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
 
     try:
@@ -100,55 +129,40 @@ def compare(
         raise typer.Exit(130) from None
     print_table(results, console)
     if config.diagnose:
-        from peftlab.diagnose.summary import print_advisor_check
-
         print_advisor_check(results, console)
     console.print(f"results: {out}/results.json  (wall time {time.perf_counter() - start:.0f} s)")
     if (Path(out) / "report.html").is_file():
         console.print(f"report: {Path(out) / 'report.html'}")
 
 
-@app.command("diagnose")
-def diagnose_command(
-    model: str = typer.Option("minilm", help="HF model id, local folder, or offline alias (minilm, smollm2-135m)."),
-    data: str = typer.Option("rotten_tomatoes", help="HF dataset name, local CSV/JSONL/Parquet file or folder, BIG-bench task.json, or alias."),
-    subset: Optional[str] = typer.Option(None, help="HF dataset configuration name."),
-    split: Optional[str] = typer.Option(None, help="Use only this split of the source (then split 80/10/10)."),
-    text_column: Optional[str] = typer.Option(None, help="Column holding the text (auto: text, sentence, input...)."),
-    text_pair_column: Optional[str] = typer.Option(None, help="Column holding the second text of a pair."),
-    label_column: Optional[str] = typer.Option(None, help="Column holding the label (auto: label, category...)."),
-    max_train_examples: int = typer.Option(2000, help="Cap on training examples (0 = all)."),
-    max_eval_examples: int = typer.Option(1000, help="Cap on validation and on test examples, each (0 = all)."),
-    batch_size: int = typer.Option(32, help="Batch size of the full fine-tuning probe."),
-    max_length: int = typer.Option(128, help="Truncate inputs to this many tokens."),
-    seed: int = typer.Option(0, help="Seed for splits, initialisation and data order."),
-    probe_steps: int = typer.Option(100, help="Steps of the short full fine-tuning probe whose update spectrum is measured."),
-    out: str = typer.Option("runs/diagnose", help="Output folder: diagnosis.json."),
-    trust_remote_code: bool = typer.Option(False, help="Allow model code from the model's repository."),
-    as_json: bool = typer.Option(False, "--json", help="Print diagnosis.json to stdout instead of the summary."),
-) -> None:
-    """Will PEFT work for this task, and which one? Measure the signals and recommend, with reasons."""
-    import json
+app.command("compare")(command_from(
+    [*field_parameters(CompareConfig),
+     _extra("config", None, Optional[str], "--config", help="A YAML file of compare options (any option below, by "
+            "name); options given on the command line win over it."),
+     _extra("print_config", False, bool, "--print-config", help="Print the effective configuration as YAML (the "
+            "file --config reads) and exit.")],
+    _compare, "Train full fine-tuning and PEFT methods side by side under one budget; print quality, cost and "
+              "robustness."))
 
-    _quiet_libraries()
-    from peftlab.diagnose import DiagnoseConfig, DiagnoseSettings, diagnose as run_diagnose
-    from peftlab.diagnose.summary import print_diagnosis
 
-    config = DiagnoseConfig(
-        model=model, data=data, subset=subset, split=split, text_column=text_column,
-        text_pair_column=text_pair_column, label_column=label_column,
-        max_train_examples=max_train_examples or None, max_eval_examples=max_eval_examples or None,
-        batch_size=batch_size, max_length=max_length, seed=seed, out=out, trust_remote_code=trust_remote_code,
-        settings=DiagnoseSettings(probe_steps=probe_steps),
-    )
+# --- diagnose --------------------------------------------------------------------------------------------------------
+
+def _diagnose(ctx: typer.Context, values: dict[str, Any]) -> None:
+    settings = config_from_mapping(DiagnoseSettings, given_on_command_line(ctx, values, DiagnoseSettings))
+    config = config_from_mapping(DiagnoseConfig, {**given_on_command_line(ctx, values, DiagnoseConfig),
+                                                  "settings": settings})
     diagnosis = run_diagnose(config)
-    if as_json:
-        from peftlab.files import jsonable
-
+    if values["as_json"]:
         typer.echo(json.dumps(jsonable(diagnosis), indent=2))
         return
     print_diagnosis(diagnosis, console)
-    console.print(f"diagnosis: {out}/diagnosis.json")
+    console.print(f"diagnosis: {config.out}/diagnosis.json")
+
+
+app.command("diagnose")(command_from(
+    [*field_parameters(DiagnoseConfig), *field_parameters(DiagnoseSettings),
+     _extra("as_json", False, bool, "--json", help="Print diagnosis.json to stdout instead of the summary.")],
+    _diagnose, "Will PEFT work for this task, and which one? Measure the signals and recommend, with reasons."))
 
 
 @app.command("robustness")
@@ -161,9 +175,6 @@ def robustness_command(
     attack_query_budget: Optional[int] = typer.Option(None, help="Model queries per attacked example and attack."),
 ) -> None:
     """Evaluate the robustness of every method a study saved (no training); update its results.json."""
-    _quiet_libraries()
-    from peftlab.report.table import print_robustness_table
-    from peftlab.study.robustness import evaluate_saved_study
 
     def done(run: dict) -> None:
         console.print(f"[bold]{run['method']}[/bold]: robustness {run['robustness'].get('status', 'ok')}")
@@ -182,7 +193,6 @@ def report_command(
     out: Optional[str] = typer.Option(None, help="File to write (default: RUN_DIR/report.html, report.md or report.csv)."),
 ) -> None:
     """Build the study's report from its results.json (and diagnosis.json when present)."""
-    from peftlab.report.write import write_report
 
     console.print(f"report: {write_report(run_dir, format, out)}")
 
@@ -196,9 +206,6 @@ def bench_command(
     seeds: Optional[int] = typer.Option(None, help="Seeds per configuration instead of the suite's (a re-run with more adds seeds)."),
 ) -> None:
     """Run a suite of tasks × methods × seeds as resumable compares; write the suite table (suite.json, suite.md)."""
-    _quiet_libraries()
-    from peftlab.bench import load_suite, run_suite
-    from peftlab.bench.run import SUITE_MARKDOWN
 
     definition = load_suite(suite, data_dir, tasks.split(",") if tasks else None, seeds)
     folder = out or f"runs/bench/{definition.name}"
@@ -224,9 +231,7 @@ def bench_command(
 @app.command("methods")
 def list_methods() -> None:
     """List the registered methods with their default learning rate and settings."""
-    from rich.table import Table
 
-    from peftlab.methods import METHODS
 
     table = Table("method", "default lr", "defaults", "what it trains")
     for method in METHODS.values():
@@ -245,9 +250,6 @@ def export_command(
     quantize: str = typer.Option("int8", help="Quantization of the kept update entries: int8 or sign."),
 ) -> None:
     """Export a study's method as an adapter and/or a merged model; optionally compress the adapter."""
-    _quiet_libraries()
-    from peftlab.export import ExportConfig, export
-    from peftlab.export.table import print_export
 
     summary = export(ExportConfig(run_dir=run_dir, method=method, adapter=adapter, merged=merged,
                                   compress=compress.split(",") if compress else [], quantize=quantize))
@@ -273,12 +275,7 @@ def estimate_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list, one object per method."),
 ) -> None:
     """Estimate what each method costs at the target scale, from the model's config alone (no weights)."""
-    import json
-    from dataclasses import asdict
 
-    from peftlab.estimate import EstimateSettings, estimate
-    from peftlab.estimate.load import read_method_overrides
-    from peftlab.estimate.table import print_estimate
 
     names = [name.strip() for name in methods.split(",") if name.strip()]
     settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, optimizer=optimizer,
@@ -288,10 +285,11 @@ def estimate_command(
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
-    print_estimate(results, asdict(settings), console)
+    print_estimate(results, dataclasses.asdict(settings), console)
 
 
 def main() -> None:
+    quiet_libraries()
     try:
         app()
     except PeftlabError as error:

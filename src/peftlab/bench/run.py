@@ -16,8 +16,9 @@ from typing import Any, Callable
 from peftlab.bench.suite import Suite, SuiteTask
 from peftlab.bench.table import suite_markdown, suite_table
 from peftlab.errors import ConfigError
-from peftlab.study import CompareConfig, compare, prepare_study
 from peftlab.files import RESULTS_FILE, write_json_atomic, write_text_atomic
+from peftlab.recipe import compare
+from peftlab.study import CompareConfig, prepare_study
 
 SUITE_FILE = "suite.json"
 SUITE_MARKDOWN = "suite.md"

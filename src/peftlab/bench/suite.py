@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from peftlab.errors import ConfigError, DataError
+from peftlab.study.config import CompareConfig
 
 SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks"}
 TASK_KEYS = {"name", "family", "data", "compare"}
@@ -151,8 +152,6 @@ def _parse_task(entry: Any, source: str) -> SuiteTask:
 
 
 def _compare_overrides(values: Any, where: str) -> dict[str, Any]:
-    from peftlab.study import CompareConfig
-
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: 'compare' must be a mapping of compare options")
     allowed = {f.name for f in dataclasses.fields(CompareConfig)} - RESERVED_COMPARE_KEYS

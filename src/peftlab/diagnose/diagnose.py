@@ -11,48 +11,31 @@ from typing import Any
 from accelerate import Accelerator
 
 from peftlab.advise import advisor_check, recommend
-from peftlab.diagnose.run import DIAGNOSIS_FILE, DiagnoseSettings, measure_signals
+from peftlab.diagnose.run import DiagnoseSettings, measure_signals
 from peftlab.errors import ConfigError
-from peftlab.files import write_json_atomic
+from peftlab.files import DIAGNOSIS_FILE, RUNS_DIR, short_reason, write_json_atomic, write_log
+from peftlab.options import field_names, option
+from peftlab.study.config import CompareConfig, DataOptions, ModelOptions
+from peftlab.study.inputs import prepare_study
+from peftlab.tasks.encode import encode_task
 
 
 @dataclass
-class DiagnoseConfig:
-    """The model/data/column/size options of `compare`, the output folder, and how much to measure."""
+class DiagnoseConfig(ModelOptions, DataOptions):
+    """The model and data options of `compare` (the same option groups), the output folder, how much to measure."""
 
-    model: str = "minilm"
-    data: str = "rotten_tomatoes"
-    subset: str | None = None
-    split: str | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str | None = None
-    max_train_examples: int | None = 2000
-    max_eval_examples: int | None = 1000
-    batch_size: int = 32
-    max_length: int = 128
-    seed: int = 0
-    out: str = "runs/diagnose"
-    trust_remote_code: bool = False
+    batch_size: int = option(32, "Batch size of the full fine-tuning probe.")
+    out: str = option("runs/diagnose", "Output folder: diagnosis.json.")
     settings: DiagnoseSettings = field(default_factory=DiagnoseSettings)
 
-    def compare_config(self):
-        from peftlab.study.compare import CompareConfig
-
-        return CompareConfig(
-            model=self.model, data=self.data, methods=["full"], subset=self.subset, split=self.split,
-            text_column=self.text_column, text_pair_column=self.text_pair_column, label_column=self.label_column,
-            max_train_examples=self.max_train_examples, max_eval_examples=self.max_eval_examples,
-            batch_size=self.batch_size, max_length=self.max_length, seed=self.seed, out=self.out,
-            trust_remote_code=self.trust_remote_code, robustness=False,
-        )
+    def compare_config(self) -> CompareConfig:
+        """The CompareConfig whose inputs (model, data, columns, caps, seed) the diagnosis measures."""
+        shared = {name: getattr(self, name) for name in field_names(ModelOptions) + field_names(DataOptions)}
+        return CompareConfig(**shared, methods=["full"], batch_size=self.batch_size, out=self.out, robustness=False)
 
 
 def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
     """Measure every signal (spectrum from a short FFT probe), recommend, write OUT/diagnosis.json."""
-    from peftlab.study.compare import prepare_study
-    from peftlab.tasks.encode import encode_task
-
     config.settings.check()
     study = prepare_study(config.compare_config())  # every input checked before anything is written
     check_diagnosable(study.task)
@@ -79,7 +62,7 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
     if study.task.task_type != "classification":
         return {"diagnosis_skipped": f"the diagnosis measures classification tasks, this is {study.task.task_type}"}
     try:
-        full_run = out / "runs" / "full"
+        full_run = out / RUNS_DIR / "full"
         full_ok = any(r["method"] == "full" and r["status"] == "ok" for r in results["runs"])
         signals = measure_signals(study, encoded, accelerator, settings or DiagnoseSettings(),
                                   full_run if full_ok and full_run.is_dir() else None)
@@ -89,10 +72,8 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
         write_json_atomic(out / DIAGNOSIS_FILE, diagnosis)
         return {"diagnosis": DIAGNOSIS_FILE, "recommendation": diagnosis["recommendation"], "advisor_check": check}
     except Exception as error:  # noqa: BLE001 - the trained runs and their measurements stay valid
-        logs = out / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        (logs / "diagnose.log").write_text(traceback.format_exc())
-        return {"diagnosis_failed": f"{type(error).__name__}: {str(error).strip()[:200]}"}
+        write_log(out, "diagnose", traceback.format_exc())
+        return {"diagnosis_failed": short_reason(error)}
 
 
 def _assemble(study, signals: dict[str, Any]) -> dict[str, Any]:

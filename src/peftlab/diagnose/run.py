@@ -26,8 +26,11 @@ from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.errors import ConfigError
 from peftlab.files import DIAGNOSIS_FILE
 from peftlab.measure import Phases
+from peftlab.methods import get_method
 from peftlab.models import load_classifier, load_config
 from peftlab.models.load import head_module_names
+from peftlab.options import option
+from peftlab.train import TrainConfig, train
 
 
 
@@ -36,10 +39,11 @@ from peftlab.models.load import head_module_names
 class DiagnoseSettings:
     """How much each signal measures (the defaults take minutes on CPU for a MiniLM-sized model)."""
 
-    probe_steps: int = 100  # steps of the short full fine-tuning probe (when no full run exists)
-    shift_texts: int = 200  # task texts compared with as many reference texts (at most the 208 shipped)
-    lm_texts: int = 32  # texts whose LM loss is measured, task and reference each
-    probe_examples: int = 2000  # training examples the linear probe is fitted on (test: the test split)
+    probe_steps: int = option(100, "Steps of the short full fine-tuning probe whose update spectrum is measured "
+                              "(when no full run exists).")
+    shift_texts: int = option(200, "Task texts compared with as many reference texts (at most the 208 shipped).")
+    lm_texts: int = option(32, "Texts whose LM loss is measured, task and reference each.")
+    probe_examples: int = option(2000, "Training examples the linear probe is fitted on (tested on the test split).")
 
     def check(self) -> None:
         for name in ("probe_steps", "shift_texts", "lm_texts", "probe_examples"):
@@ -103,15 +107,11 @@ def _probe(task, features, settings: DiagnoseSettings, seed: int) -> dict:
 
 def _after_weights(study, base, encoded, accelerator, settings, full_run: Path | None):
     """(weights after full fine-tuning, where they come from): the compare run's, else a short FFT probe."""
-    from peftlab.methods import get_method
-
     full = get_method("full")
     if full_run is not None:
         trained = full.load(base, full_run)
         return ({name: p.detach().cpu() for name, p in trained.named_parameters()},
                 {"kind": "compare_full_run", "path": str(full_run)})
-    from peftlab.train import TrainConfig, train
-
     config = study.config
     model = full.apply(base, {})
     train_config = TrainConfig(learning_rate=full.learning_rate, max_steps=settings.probe_steps,

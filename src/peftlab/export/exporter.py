@@ -23,7 +23,7 @@ from peftlab.export.staging import EXPORT_FILE, Staging, check_destination
 from peftlab.methods import METHODS, get_method
 from peftlab.files import RUN_FILE, write_json_atomic
 from peftlab.study.artifacts import load_run
-from peftlab.study.compare import TOKENIZER_FILES
+from peftlab.study.run import TOKENIZER_FILES
 
 ADAPTER_CONFIG = "adapter_config.json"
 CARD = "README.md"

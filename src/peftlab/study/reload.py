@@ -1,4 +1,4 @@
-"""Rebuild a finished study from its results.json: the file, the CompareConfig its header records, its task.
+"""Rebuild a finished study from its results.json: the CompareConfig its header records, and its task.
 
 Used by the commands that work on a saved study (`peftlab robustness`, `peftlab export --compress`): the task is
 rebuilt from the recorded data, columns, caps and seed, and must give the recorded dataset fingerprint.
@@ -11,11 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import DataError
-from peftlab.study.compare import CompareConfig, Study, prepare_study
+from peftlab.options import config_from_mapping
+from peftlab.study.config import CompareConfig
+from peftlab.study.inputs import Study, prepare_study
 
 
 def config_from_header(header: dict[str, Any], out: Path, robustness: bool = True, **overrides: Any) -> CompareConfig:
-    """The CompareConfig that rebuilds the study's task (and robustness suite); ``overrides`` (not None) win."""
+    """The CompareConfig that rebuilds the study's task (and robustness suite); ``overrides`` (not None) win.
+
+    A header written since the configuration is recorded whole (``config``) gives it back in one call; an older
+    header is inverted field by field."""
+    if isinstance(header.get("config"), dict):
+        config = replace(config_from_mapping(CompareConfig, header["config"], "results.json's study.config"),
+                         out=str(out), robustness=robustness)
+        if not robustness:
+            config = replace(config, robust_set=None)
+        return replace(config, **{key: value for key, value in overrides.items() if value is not None})
     budget, columns = header["budget"], header["task"]["columns"]
     recorded = (header.get("robustness") or {}).get("settings") or {}
     config = CompareConfig(

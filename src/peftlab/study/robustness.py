@@ -13,10 +13,12 @@ from typing import Any, Callable
 
 import torch
 
-from peftlab.errors import PeftlabError
+from peftlab.errors import ConfigError, PeftlabError
+from peftlab.evaluate.robustness import evaluate_robustness
 from peftlab.study.artifacts import load_run
-from peftlab.study.compare import build_robustness_suite, measure_robustness
-from peftlab.files import RESULTS_FILE, read_results, write_json_atomic
+from peftlab.study.inputs import build_robustness_suite
+from peftlab.study.probes import guarded
+from peftlab.files import RESULTS_FILE, read_results, write_json_atomic, write_log
 from peftlab.study.reload import reload_study
 
 
@@ -28,6 +30,9 @@ def evaluate_saved_study(run_dir: str | Path, on_run_done: Callable[[dict], None
     header = results["study"]
     study = reload_study(header, run_dir, **overrides)
     study.robustness = build_robustness_suite(study)
+    if study.robustness is None:
+        raise ConfigError(f"the robustness evaluation is defined for classification tasks; {run_dir} is a "
+                          f"{study.task.task_type} study")
     header["robustness"] = study.robustness.describe()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for run in results["runs"]:
@@ -38,16 +43,11 @@ def evaluate_saved_study(run_dir: str | Path, on_run_done: Callable[[dict], None
         except PeftlabError as error:  # a run folder deleted or damaged since: say so, evaluate the others
             run["robustness"] = {"status": "failed", "reason": str(error)}
         else:
-            run["robustness"] = measure_robustness(model.to(device), tokenizer, study.robustness, device,
-                                                   lambda text, name=run["method"]: _write_log(run_dir, name, text))
+            model = model.to(device)
+            run["robustness"] = guarded(lambda: evaluate_robustness(model, tokenizer, study.robustness, device),
+                                        lambda text: write_log(run_dir, f"{run['method']}.robustness", text))
             del model
         write_json_atomic(run_dir / RESULTS_FILE, results)
         if on_run_done:
             on_run_done(run)
     return results
-
-
-def _write_log(run_dir: Path, method: str, text: str) -> None:
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / f"{method}.robustness.log").write_text(text)

@@ -20,7 +20,14 @@ import math
 import time
 from typing import Any
 
+import optuna
+
+from peftlab.measure import release_free_memory
+from peftlab.methods import get_method
+from peftlab.study.run import build_run
 from peftlab.study.runs import RunSpec
+from peftlab.train import train
+
 
 def learning_rate_grid(default: float, points: int) -> list[float]:
     """``points`` learning rates around ``default`` on a log grid (steps of √10), nearest first."""
@@ -30,11 +37,7 @@ def learning_rate_grid(default: float, points: int) -> list[float]:
 
 def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
     """{method: {grid, trials, chosen_learning_rate, seconds}}; trials are stored as they finish."""
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from peftlab.methods import get_method
-
     config, study = context.config, context.study
     results = {}
     for method in study.methods:
@@ -50,7 +53,7 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
             row = store.run(spec.key) if store is not None else None
             if row is not None and row["status"] in ("ok", "pruned", "failed"):
                 record = row["record"]
-                optuna_study.add_trial(_replayed(optuna, record, distribution))
+                optuna_study.add_trial(_replayed(record, distribution))
             else:
                 if store is not None:
                     store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
@@ -71,7 +74,7 @@ def choose(trials: list[dict]) -> float | None:
     return best["learning_rate"]
 
 
-def _replayed(optuna, record: dict, distribution):
+def _replayed(record: dict, distribution):
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
     key = objective(record)
@@ -95,12 +98,6 @@ def pruning_value(scores: dict, key: str) -> float:
 def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, Any]:
     """Train one trial, reporting each epoch's validation score (the task's selection metric) to Optuna; returns
     its record (ok, pruned or failed)."""
-    import optuna
-
-    from peftlab.measure import release_free_memory
-    from peftlab.study.compare import build_run
-    from peftlab.train import train
-
     optuna_study.enqueue_trial({"learning_rate": spec.learning_rate})
     trial = optuna_study.ask({"learning_rate": distribution})
     study, accelerator = context.study, context.accelerator

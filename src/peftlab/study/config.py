@@ -1,0 +1,162 @@
+"""A study's configuration, stated once: option groups as dataclasses, composed into `CompareConfig`.
+
+Each field carries its command-line help in its metadata, so the CLI derives its options from these classes
+(`peftlab.cli`), `--config study.yaml` is read against the same fields (:func:`config_from_sources`), and
+results.json's header records the whole configuration (``study.config``), from which a study reloads in one call
+(:func:`config_from_mapping`). The groups are shared: `DiagnoseConfig` reuses the model and data groups.
+
+Fields are declared with :func:`peftlab.options.option` (their help text and command-line spelling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peftlab.errors import ConfigError
+from peftlab.evaluate.attacks import AttackSettings
+from peftlab.evaluate.robustness import RobustnessSettings
+from peftlab.methods import DEFAULT_METHODS
+from peftlab.models.memory import MemoryOptions
+from peftlab.options import option
+
+BACKENDS = ("local", "ray")
+TUNABLE = ("lr",)
+
+
+@dataclass
+class ModelOptions:
+    model: str = option("minilm", "HF model id, local folder, or offline alias (minilm, smollm2-135m).")
+    trust_remote_code: bool = option(False, "Allow model code from the model's repository.")
+
+
+@dataclass
+class DataOptions:
+    data: str = option("rotten_tomatoes", "HF dataset name, local CSV/JSONL/Parquet file or folder, BIG-bench "
+                       "task.json, or alias.")
+    subset: str | None = option(None, "HF dataset configuration name.")
+    split: str | None = option(None, "Use only this split of the source (then split 80/10/10).")
+    text_column: str | None = option(None, "Column holding the text (auto: text, sentence, input...).")
+    text_pair_column: str | None = option(None, "Column holding the second text of a pair.")
+    label_column: str | None = option(None, "Column holding the label (auto: label, category...).")
+    task: str | None = option(None, "classification, multiple-choice or generation (default: inferred from the "
+                              "data; see docs/DECODERS.md).")
+    max_train_examples: int | None = option(2000, "Cap on training examples (0 = all).", cli="zero_none")
+    max_eval_examples: int | None = option(1000, "Cap on validation and on test examples, each (0 = all).",
+                                           cli="zero_none")
+    max_length: int = option(128, "Truncate inputs to this many tokens.")
+    seed: int = option(0, "Seed for splits, initialisation and data order.")
+
+
+@dataclass
+class BudgetOptions:
+    epochs: int = option(3, "Training epochs per method.")
+    max_steps: int | None = option(None, "Training steps per method (overrides --epochs).")
+    batch_size: int = option(32, "Training batch size.")
+
+
+@dataclass
+class RobustnessOptions:
+    robustness: bool = option(True, "After each run: accuracy on perturbed test texts and attack success rates.",
+                              flag="--robustness/--no-robustness")
+    robust_set: str | None = option(None, "Labelled file (any --data file format) every method is also evaluated "
+                                    "on, e.g. AdvGLUE or contrast sets.")
+    perturb_examples: int = option(500, "Test examples perturbed by each perturbation (the same for every method).")
+    perturb_severity: float = option(0.2, "Share of the words each perturbation touches.")
+    attack_examples: int = option(50, "Test examples attacked per method (the same for every method).")
+    attack_query_budget: int = option(100, "Model queries per attacked example and attack.")
+
+
+@dataclass
+class ExecutionOptions:
+    seeds: int = option(1, "Run every configuration with this many seeds (seed, seed+1, ...); tables show mean ± "
+                        "std and 95% CI.")
+    tune: list[str] = option(help="`lr`: search each method's learning rate on validation first (Optuna, "
+                             "successive halving).", cli="list", factory=list)
+    tune_points: int = option(3, "Learning rates tried per method by --tune lr (log grid around the default).")
+    backend: str = option("local", "Where runs execute: local (in-process or --workers processes) or ray.")
+    workers: int = option(1, "Local worker processes running runs in parallel.")
+    ray_address: str | None = option(None, "Address of an existing Ray cluster (default: start a local one).")
+    retry_failed: bool = option(False, "On resume, run again the runs stored as failed.", flag="--retry-failed")
+
+
+@dataclass
+class MemoryFlags:
+    gradient_checkpointing: bool = option(False, "Recompute activations in backward (less memory, slower).",
+                                          flag="--gradient-checkpointing")
+    bf16: bool = option(False, "bf16 autocast (weights and optimizer stay fp32).", flag="--bf16")
+    load_in_4bit: bool = option(False, "Load the base in 4-bit (QLoRA; CUDA + bitsandbytes only).",
+                                flag="--load-in-4bit")
+    load_in_8bit: bool = option(False, "Load the base in 8-bit (CUDA + bitsandbytes only).", flag="--load-in-8bit")
+
+    def memory_options(self) -> MemoryOptions:
+        return MemoryOptions(self.gradient_checkpointing, self.bf16, self.load_in_4bit, self.load_in_8bit)
+
+
+@dataclass
+class StudyOptions:
+    methods: list[str] = option(help="Comma-separated method names (see `peftlab methods`).", cli="list",
+                                factory=lambda: list(DEFAULT_METHODS))
+    method_config: str | None = option(None, "YAML of per-method overrides, e.g. `lora: {r: 16, learning_rate: "
+                                       "1e-4}`.")
+    out: str = option("runs/compare", "Output folder: results.json and one folder per trained method.")
+    diagnose: bool = option(True, "After the runs: diagnosis signals and the advisor's call, checked against the "
+                            "runs (OUT/diagnosis.json).", flag="--diagnose/--no-diagnose")
+
+
+# Fields come in the reverse order of the bases: model, data, study, budget, robustness, execution, memory.
+@dataclass
+class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOptions, StudyOptions, DataOptions,
+                    ModelOptions):
+    """Everything that defines a comparison. The defaults are the embedded offline study."""
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"--out {self.out} is a file; pass a folder (it is created if missing)")
+        if self.robust_set and not self.robustness:
+            raise ConfigError("--robust-set needs the robustness evaluation; drop --no-robustness")
+        if self.robustness:
+            self.robustness_settings().check()
+        self.check_execution()
+        self.memory_options().check()
+
+    def check_execution(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {self.workers}")
+        if self.workers > 1 and self.backend != "local":
+            raise ConfigError("--workers is for --backend local; Ray places runs on the cluster's CPUs/GPUs itself")
+        if self.ray_address and self.backend != "ray":
+            raise ConfigError("--ray-address needs --backend ray")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        unknown = [name for name in self.tune if name not in TUNABLE]
+        if unknown:
+            raise ConfigError(f"--tune supports {', '.join(TUNABLE)} only, got {', '.join(unknown)}")
+        if not 2 <= self.tune_points <= 7:
+            raise ConfigError(f"--tune-points must be between 2 and 7, got {self.tune_points}")
+
+    def robustness_settings(self) -> RobustnessSettings | None:
+        if not self.robustness:
+            return None
+        return RobustnessSettings(
+            perturb_examples=self.perturb_examples, severity=self.perturb_severity,
+            attack_examples=self.attack_examples, attack=AttackSettings(query_budget=self.attack_query_budget),
+            robust_set=self.robust_set, seed=self.seed,
+        )
+
+    def budget(self) -> dict[str, Any]:
+        keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples")
+        return {key: getattr(self, key) for key in keys}
+
+    def describe(self) -> dict[str, Any]:
+        """The whole configuration as plain values (results.json's ``study.config``; `--print-config`)."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,86 @@
+"""The driver: plan a study's runs, skip those the store holds as finished, execute the others, store each result.
+
+The driver is the process that called `compare`. It checks the store's identity (a different study in the same
+folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
+(:mod:`peftlab.study.runs`), hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
+each returned record to the store in one transaction, then rewrites results.json from it
+(:mod:`peftlab.study.summary`). Under a multi-process launch every process trains each run and only the main
+process reads and writes the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any, Callable
+
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+
+from peftlab.errors import ConfigError
+from peftlab.files import STORE_FILE, write_results
+from peftlab.study.backends import backend_runs
+from peftlab.study.inputs import RunContext, study_header, study_identity
+from peftlab.study.runs import RunSpec, plan_runs
+from peftlab.study.store import FINISHED, StudyStore
+from peftlab.study.summary import derive_results
+from peftlab.study.tuning import tune_learning_rates
+
+
+def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Plan, resume and execute the study; returns the results (also written to OUT/results.json)."""
+    config, accelerator, out = context.config, context.accelerator, context.out
+    main = accelerator.is_main_process
+    if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1):
+        raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers "
+                          "and --backend ray there")
+    store = StudyStore(out / STORE_FILE) if main else None
+    header = study_header(context.study, accelerator)
+    if main:
+        store.check_identity(study_identity(context))
+        first = store.get("header")
+        header["started_at"] = first["started_at"] if first else header["started_at"]
+        header["seeds"] = config.seeds
+        store.put("header", header)
+    accelerator.wait_for_everyone()
+
+    tuning = tune_learning_rates(context, store) if "lr" in config.tune else None
+    chosen = {method: result["chosen_learning_rate"] for method, result in (tuning or {}).items()
+              if result.get("chosen_learning_rate") is not None}
+    specs = plan_runs(context.study.methods, config.seed, config.seeds, chosen)
+    records: dict[str, dict] = {}
+    pending = []
+    for spec in specs:
+        row = store.run(spec.key) if main else None
+        if row and row["status"] in FINISHED and not (config.retry_failed and row["status"] == "failed"):
+            records[spec.key] = row["record"]
+        else:
+            pending.append(spec)
+    pending = _broadcast(accelerator, pending)
+
+    def started(spec: RunSpec) -> None:
+        if main:
+            store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
+
+    for spec, record in backend_runs(context, pending, started):
+        if main:
+            record["timing"]["attempts"] = store.run(spec.key)["attempts"]
+            store.finish(spec.key, record, record["timing"]["wall_seconds"])
+            shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
+        records[spec.key] = record
+        if main:
+            write_results(out, derive_results(header, specs, records, tuning))
+        if on_run_done:
+            on_run_done(record)
+    results = derive_results(header, specs, records, tuning)
+    if main:
+        write_results(out, results)
+    return results
+
+
+def _broadcast(accelerator: Accelerator, value):
+    """The main process's value on every process (the main process alone reads the store)."""
+    if accelerator.num_processes == 1:
+        return value
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]

@@ -1,0 +1,139 @@
+"""A study's inputs: check every input and load what all its runs share, before anything is written.
+
+`prepare_study` checks the configuration, the methods and their overrides, the model reference and config, the
+data (loaded, split, capped) and the tokenizer; a problem is a PeftlabError raised before the study folder is
+touched. `run_context` then tokenizes the task once, builds the robustness suite once (the same perturbed texts
+for every method) and picks the accelerator: the :class:`RunContext` every run of the study executes on, in this
+process, a worker process or a Ray task alike. The study's header and identity (what must not change for a
+store's finished runs to be reused) are stated here too, from the same inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite
+from peftlab.methods import parse_methods, read_method_config
+from peftlab.models import load_config, load_tokenizer, resolve_model
+from peftlab.study.config import CompareConfig
+from peftlab.study.environment import command_line, hardware, package_versions
+from peftlab.tasks import load_task
+from peftlab.tasks.encode import encode_task
+
+
+@dataclass
+class Study:
+    """A checked comparison, ready to run: inputs loaded, nothing written yet."""
+
+    config: CompareConfig
+    model_ref: Any
+    task: Any
+    tokenizer: Any
+    methods: list[str]
+    overrides: dict[str, dict[str, Any]]
+    robustness: RobustnessSuite | None = None  # built once by run_context(), used by every run
+
+
+def prepare_study(config: CompareConfig) -> Study:
+    """Check every input and load what all runs share. Raises PeftlabError before anything is written."""
+    config.check()
+    methods = parse_methods(config.methods)
+    overrides = read_method_config(config.method_config, methods)
+    model_ref = resolve_model(config.model, config.trust_remote_code)
+    load_config(model_ref)
+    task = load_task(
+        config.data, subset=config.subset, split=config.split, text_column=config.text_column,
+        text_pair_column=config.text_pair_column, label_column=config.label_column,
+        max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
+        task_type=config.task,
+    )
+    tokenizer = load_tokenizer(model_ref)
+    return Study(config, model_ref, task, tokenizer, methods, overrides)
+
+
+def build_robustness_suite(study: Study) -> RobustnessSuite | None:
+    """The perturbed sets, attack examples and embedding neighbours every run is evaluated on (None when off, or
+    when the task kind has no robustness evaluation: its runs record why)."""
+    settings = study.config.robustness_settings()
+    if settings is None or study.task.task_type != "classification":
+        return None
+    start = time.perf_counter()
+    embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
+    suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings)
+    suite.build_seconds = time.perf_counter() - start
+    return suite
+
+
+@dataclass
+class RunContext:
+    """What every run of a study shares, built once per process from the CompareConfig."""
+
+    config: CompareConfig
+    study: Study
+    encoded: Any
+    accelerator: Accelerator
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+
+def default_accelerator(config: CompareConfig) -> Accelerator:
+    """accelerate's default with the study's precision (--bf16), except that a multi-process launch (torchrun,
+    accelerate launch) without CUDA must ask for the CPU explicitly to get a gloo process group: Accelerator() alone
+    leaves each process on its own."""
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return config.memory_options().accelerator(cpu=launched and not torch.cuda.is_available())
+
+
+def run_context(config: CompareConfig, accelerator: Accelerator | None = None) -> RunContext:
+    study = prepare_study(config)
+    accelerator = accelerator or default_accelerator(config)
+    encoded = encode_task(study.task, study.tokenizer, config.max_length)
+    study.robustness = build_robustness_suite(study)
+    return RunContext(config, study, encoded, accelerator)
+
+
+def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
+    """results.json's ``study``: what was compared, on what, with which budget and software; ``config`` holds the
+    whole configuration (a study reloads from it, :func:`peftlab.study.reload.config_from_header`)."""
+    config = study.config
+    return {
+        "model": config.model,
+        "model_path": study.model_ref.path,
+        "data": config.data,
+        "subset": config.subset,
+        "split": config.split,
+        "dataset_sha256": study.task.sha256,
+        "task": study.task.describe(),
+        "seed": config.seed,
+        "budget": config.budget(),
+        "memory_options": config.memory_options().describe(),
+        "robustness": study.robustness.describe() if study.robustness else None,
+        "methods": study.methods,
+        "config": config.describe(),
+        "versions": package_versions(),
+        "hardware": hardware(accelerator.device),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+    }
+
+
+def study_identity(context: RunContext) -> dict[str, Any]:
+    """What must not change for a store's finished runs to be reused (methods and seeds may be added)."""
+    config, study = context.config, context.study
+    return {
+        "model": config.model, "model_path": study.model_ref.path, "data": config.data, "subset": config.subset,
+        "split": config.split, "columns": study.task.describe().get("columns"), "dataset_sha256": study.task.sha256,
+        "budget": config.budget(), "seed": config.seed, "method_overrides": study.overrides,
+        "robustness": study.robustness.describe()["settings"] if study.robustness else None,
+        "task_type": study.task.task_type, "memory": asdict(config.memory_options()),
+    }

@@ -1,0 +1,149 @@
+"""Probes: the side measurements taken on a trained run, each writing its own sub-record of the run's record.
+
+A run is built, trained, tested and saved (:mod:`peftlab.study.run`); then each probe measures the trained model:
+inference latency, the estimate check (the analytic cost model against the run), robustness. A probe's record has a
+``status``: ``ok`` (with its measurements), ``skipped`` (with the ``reason``: the probe does not apply to this task
+kind or model, e.g. a model type the estimate does not model) or ``failed`` (with the ``reason``; the traceback is in
+OUT/logs/<run>.<probe>.log). :func:`run_probes` catches every probe's errors itself: **a probe can never turn an
+ok run into a failed one**. Adding a probe is adding one class to :data:`PROBES`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from peftlab.errors import PeftlabError
+from peftlab.estimate import estimate_run
+from peftlab.estimate.trace import count_step_flops
+from peftlab.evaluate import inference_ms_per_example
+from peftlab.evaluate.robustness import evaluate_robustness
+from peftlab.files import short_reason
+from peftlab.measure import Phases
+from peftlab.tasks.encode import train_loader
+
+FLOP_COUNT_ROWS = 4  # rows of the first training batch the FLOP count runs on
+
+
+@dataclass
+class TrainedRun:
+    """What a probe sees: the trained model (unwrapped, on the device) and the run around it."""
+
+    model: Any
+    method: str
+    settings: dict[str, Any]  # the method's settings and learning rate, as recorded in the run's config
+    seed: int
+    study: Any  # peftlab.study.inputs.Study
+    encoded: Any
+    device: torch.device
+
+
+class ProbeSkipped(Exception):
+    """Raised by a probe that does not apply to this run; its message is the record's reason."""
+
+
+class Probe:
+    name: str = ""  # the run record's key, and the timing phase
+
+    def enabled(self, study) -> bool:
+        """Whether this study asked for the probe at all (no record is written when it did not)."""
+        return True
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class LatencyProbe(Probe):
+    """Inference time per example on the first test examples (docs/MEASUREMENT.md)."""
+
+    name = "latency"
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        tokenizer = run.study.tokenizer
+        return {"inference_ms_per_example": inference_ms_per_example(run.model, run.encoded["test"], tokenizer,
+                                                                      run.device)}
+
+
+class EstimateProbe(Probe):
+    """Measured next to estimated: the analytic cost model (`peftlab.estimate`) checked on the run itself.
+
+    Peak memory: the estimate for the run's shape (batch size, longest training example) sits next to the measured
+    peak (RSS on CPU, so allocator overhead makes the measurement larger; see docs/ESTIMATE.md). FLOPs: one forward
+    and backward on the first rows of the run's first training batch, counted by ``FlopCounterMode``, next to the
+    estimate for that shape. A few rows check the cost model as well as the whole batch (a step's FLOPs grow linearly
+    with its rows) at a fraction of the time: counting runs every operator through Python (docs/PERFORMANCE.md).
+    A model type or method the estimate does not model is ``skipped`` with the estimate's reason."""
+
+    name = "estimate"
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        config, task = run.study.config, run.study.task
+        estimate_task = "classification" if task.task_type == "classification" else "causal-lm"
+        longest = max(run.encoded["train"]["length"])
+        device = run.device.type
+        try:
+            peak = estimate_run(run.model.config, run.method, run.settings, config.batch_size, longest,
+                                device=device, task=estimate_task)
+        except PeftlabError as error:  # not modelled: a reason, not a failure
+            raise ProbeSkipped(str(error)) from None
+        batch = next(iter(train_loader(run.encoded["train"], run.study.tokenizer, config.batch_size, run.seed)))
+        batch = {key: value[:FLOP_COUNT_ROWS].to(run.device) for key, value in batch.items()}
+        rows, seq_len = batch["input_ids"].shape
+        counted = count_step_flops(run.model, batch)
+        run.model.eval()
+        estimated = estimate_run(run.model.config, run.method, run.settings, rows, seq_len, device=device,
+                                 task=estimate_task)
+        return {
+            "peak_memory_bytes": peak["peak_memory_bytes"],
+            "peak_memory_shape": [config.batch_size, longest],
+            "flops_per_step_estimated": estimated["flops_per_step"],
+            "flops_per_step_counted": counted,
+            "flops_shape": [rows, seq_len],
+        }
+
+
+class RobustnessProbe(Probe):
+    """Accuracy on the study's perturbed test texts, attack success rates, the robust set (docs/MEASUREMENT.md)."""
+
+    name = "robustness"
+
+    def enabled(self, study) -> bool:
+        return study.config.robustness
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        if run.study.robustness is None:
+            raise ProbeSkipped(f"not available for task type {run.study.task.task_type}")
+        return evaluate_robustness(run.model, run.study.tokenizer, run.study.robustness, run.device)
+
+
+PROBES: tuple[Probe, ...] = (LatencyProbe(), EstimateProbe(), RobustnessProbe())
+
+
+def guarded(measure: Callable[[], dict[str, Any]], write_log: Callable[[str], None]) -> dict[str, Any]:
+    """The probe's record: ``measure()`` with ``status: ok`` (unless it set a status itself), ``skipped`` when it
+    raised ProbeSkipped, ``failed`` (and a log of the traceback) when it raised anything else."""
+    try:
+        record = measure()
+    except ProbeSkipped as skipped:
+        return {"status": "skipped", "reason": str(skipped)}
+    except Exception as error:  # noqa: BLE001 - the trained run and its other measurements stay valid
+        write_log(traceback.format_exc())
+        return {"status": "failed", "reason": short_reason(error)}
+    return {"status": "ok", **record}
+
+
+def run_probes(run: TrainedRun, phases: Phases, write_log: Callable[[str, str], None],
+               probes: tuple[Probe, ...] | None = None) -> dict[str, dict[str, Any]]:
+    """{probe name: its record} for every enabled probe (default: :data:`PROBES`); ``write_log(probe name, text)``
+    keeps a traceback."""
+    records = {}
+    for probe in PROBES if probes is None else probes:
+        if not probe.enabled(run.study):
+            continue
+        with phases(probe.name):
+            records[probe.name] = guarded(lambda probe=probe: probe.measure(run),
+                                          lambda text, probe=probe: write_log(probe.name, text))
+    return records

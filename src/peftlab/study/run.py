@@ -1,0 +1,124 @@
+"""One run of a study: build → train → test → save, then the probes (:mod:`peftlab.study.probes`).
+
+`run_method` returns the run's record, the unit the store keeps and results.json lists: ``method``, ``seed``,
+``run_key``, ``config`` (the method's settings and learning rate), ``status`` (``ok`` or ``failed`` with its
+``reason``; the traceback in OUT/logs/<run>.log), ``metrics`` (test, and the best validation epoch), ``cost``,
+``curve``, ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
+Only building, training, testing and saving can fail a run; a probe's failure stays in its own record.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from peftlab.evaluate.by_task import evaluation_for, run_metrics
+from peftlab.files import RUN_FILE, RUNS_DIR, short_reason, write_json_atomic, write_log
+from peftlab.measure import PeakMemory, Phases, directory_bytes, parameter_counts, release_free_memory
+from peftlab.methods import get_method
+from peftlab.models import load_base_model
+from peftlab.study.inputs import Study
+from peftlab.study.probes import TrainedRun, run_probes
+from peftlab.study.runs import RunSpec
+from peftlab.train import TrainConfig, train
+from peftlab.train.checkpoint import checkpoint_epoch
+
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                   "merges.txt", "vocab.json", "chat_template.jinja", "added_tokens.json", "tokenizer.model"}
+
+
+def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path,
+               run: RunSpec | None = None) -> dict[str, Any]:
+    """Train, evaluate, save and probe one run of a method; a failure becomes a `failed` record with its reason."""
+    run = run or RunSpec(name, study.config.seed)
+    record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
+                              "metrics": {}, "cost": {}, "curve": {}}
+    start, phases = time.perf_counter(), Phases()
+    resumed = checkpoint_epoch(run.checkpoint(out))
+    try:
+        _train_and_measure(study, name, encoded, accelerator, out, record, run, phases)
+    except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
+        record["status"] = "failed"
+        record["reason"] = short_reason(error, limit=10_000)
+        write_log(out, run.artifact_name, traceback.format_exc())
+    finally:
+        accelerator.free_memory()
+        release_free_memory()
+    record["timing"] = {"wall_seconds": time.perf_counter() - start, "resumed_from_epoch": resumed,
+                        "phases": phases.seconds}
+    return record
+
+
+def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -> tuple[Any, dict, TrainConfig]:
+    """The model (method applied, on the device), its settings and the training config of one run or tuning
+    trial: the study's base model, memory options, method overrides and budget, with the run's seed and rate."""
+    config, task, method = study.config, study.task, get_method(name)
+    set_seed(run.seed)
+    memory = config.memory_options()
+    base = load_base_model(study.model_ref, task, study.tokenizer.pad_token_id, **memory.load_kwargs())
+    base = memory.prepare(base, name)
+    settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
+    model = method.apply(base, settings).to(accelerator.device)
+    train_config = TrainConfig(
+        learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
+        batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
+        evaluate=evaluation_for(task.task_type),
+    )
+    return model, {**settings, "learning_rate": learning_rate}, train_config
+
+
+def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
+                       run: RunSpec, phases: Phases) -> None:
+    task = study.task
+    with PeakMemory(accelerator.device) as peak:
+        with phases("build"):
+            model, record["config"], train_config = build_run(study, name, run, accelerator)
+            trainable_params, total_params = parameter_counts(model)
+        with phases("train"):  # includes the validation pass after every epoch
+            outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels,
+                            run.checkpoint(out))
+    model = accelerator.unwrap_model(model)
+    with phases("test"):
+        test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size,
+                                     accelerator.device, task.num_labels, "test")
+    with phases("save"):
+        artifact = (save_artifact(study, name, record["config"], model, out, run.artifact_name)
+                    if accelerator.is_main_process else None)
+    record["metrics"] = run_metrics(task.task_type, test, outcome.validation[outcome.best_epoch - 1], outcome.best_epoch)
+    record["cost"] = {
+        "trainable_params": trainable_params, "total_params": total_params,
+        "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
+        "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
+        "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
+        "checkpoint_bytes": directory_bytes(artifact, exclude=TOKENIZER_FILES | {RUN_FILE}) if artifact else None,
+        "inference_ms_per_example": None,  # the latency probe's measurement, below
+    }
+    record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
+    record["artifact"] = str(artifact.relative_to(out)) if artifact else None
+    trained = TrainedRun(model, name, record["config"], run.seed, study, encoded, accelerator.device)
+    record.update(run_probes(trained, phases, lambda probe, text: write_log(out, f"{run.artifact_name}.{probe}", text)))
+    record["cost"]["inference_ms_per_example"] = record.get("latency", {}).get("inference_ms_per_example")
+
+
+def save_artifact(study: Study, name: str, run_config: dict, model, out: Path, folder: str | None = None) -> Path:
+    """Save into a temporary folder, then rename: OUT/runs/<folder> (default: the method) is complete or absent."""
+    final = out / RUNS_DIR / (folder or name)
+    staging = out / RUNS_DIR / f".{folder or name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    get_method(name).save(model, staging)
+    study.tokenizer.save_pretrained(staging)
+    write_json_atomic(staging / RUN_FILE, {
+        "method": name, "config": run_config, "model": study.config.model, "model_path": study.model_ref.path,
+        "gguf_file": study.model_ref.gguf_file, "label_names": study.task.label_names,
+        "max_length": study.config.max_length,
+    })
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return final

@@ -1,0 +1,140 @@
+"""The package's shape, checked on its source with `ast`: no import cycle, no import inside a function to dodge
+one, and every module importing only from its own layer or the layers below (the floors of ../shared/DESIGN.md,
+as the package docstring of peftlab states them)."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import peftlab
+
+PACKAGE = Path(peftlab.__file__).parent
+
+# Bottom to top. A module may import modules of its own layer (without a cycle) and of the layers below.
+LAYERS = {
+    1: ("errors", "files", "options", "quiet"),
+    2: ("tasks", "models", "methods"),
+    3: ("train", "evaluate", "measure", "estimate"),
+    4: ("study",),
+    5: ("diagnose", "advise", "report", "export"),
+    6: ("recipe", "bench"),
+    7: ("cli",),
+}
+LEVEL = {part: level for level, parts in LAYERS.items() for part in parts}
+
+# Imports inside functions that are allowed, with why: none dodges a cycle.
+LAZY_IMPORTS = {
+    "peftlab": "the public API's names load on first use, so `import peftlab` (and peftlab.errors) stays light",
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def imported(module: str, path: Path, node: ast.AST, known: dict[str, Path]) -> list[str]:
+    """The peftlab modules an import statement reads names from: `from a.b import c` reads module a.b.c when c is
+    a submodule, else a.b (whose package __init__ is what defines c)."""
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = module.split(".")[: len(module.split(".")) - node.level + (path.name == "__init__.py")]
+            name = ".".join(base + ([node.module] if node.module else []))
+        else:
+            name = node.module or ""
+        submodules = [f"{name}.{alias.name}" for alias in node.names if f"{name}.{alias.name}" in known]
+        names = submodules + ([name] if len(submodules) < len(node.names) else [])
+    else:
+        names = [alias.name for alias in node.names]
+    return [name for name in names if name in known and name != module]
+
+
+def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
+    """(module -> the peftlab modules it imports at module level, [(module, function, import) inside functions])."""
+    known = modules()
+    graph: dict[str, set[str]] = defaultdict(set)
+    inner = []
+    for module, path in known.items():
+        tree = ast.parse(path.read_text())
+        nested = set()
+        for function in ast.walk(tree):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and imported(module, path, node, known):
+                        nested.add(id(node))
+                        inner.append((module, function.name, ast.unparse(node)))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in nested:
+                graph[module].update(imported(module, path, node, known))
+    return graph, inner
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def level_of(module: str) -> int | None:
+    parts = module.split(".")
+    return LEVEL.get(parts[1]) if len(parts) > 1 else None
+
+
+def test_no_import_cycle():
+    graph, _ = import_graph()
+    assert len(graph) > 50  # the walk found the package
+    assert cycles(graph) == []
+
+
+def test_no_import_inside_a_function():
+    _, inner = import_graph()
+    dodging = [entry for entry in inner if entry[0] not in LAZY_IMPORTS]
+    assert dodging == []
+
+
+def test_every_module_imports_only_its_layer_and_below():
+    graph, _ = import_graph()
+    unplaced = sorted({module.split(".")[1] for module in graph if level_of(module) is None and module != "peftlab"})
+    assert unplaced == [], "every top-level module or package of peftlab belongs to a layer"
+    upward = sorted((module, target) for module, targets in graph.items() for target in targets
+                    if level_of(module) is not None and level_of(target) is not None
+                    and level_of(target) > level_of(module))
+    assert upward == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
