@@ -115,3 +115,9 @@ def short_reason(error: BaseException, limit: int = 200) -> str:
     """An exception as one line for a record's ``reason``: its type and the first line of its message."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+
+
+def trial_objective(trial: dict) -> str:
+    """The validation score a tuning trial of results.json was judged by: its ``objective`` (the task's selection
+    metric); trials recorded before the key existed were judged by accuracy."""
+    return trial.get("objective", "accuracy")

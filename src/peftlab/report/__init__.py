@@ -1,4 +1,5 @@
-"""Reporting: the terminal table (and later HTML/Markdown reports)."""
+"""Reporting: every table defined once (report.tables) and rendered to the terminal (report.table), the HTML page
+(report.html), the Markdown summary (report.markdown) and CSV (report.flat); report.write writes the files."""
 
 from peftlab.report.table import comparison_table, print_table
 

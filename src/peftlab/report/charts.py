@@ -20,7 +20,20 @@ matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from peftlab.report.table import REFERENCE_METHOD, headline_metric, human_bytes, human_count  # noqa: E402
+from peftlab.report.cells import human_bytes, human_count  # noqa: E402
+from peftlab.report.tables import REFERENCE_METHOD, headline_metric  # noqa: E402
+
+CHART_TITLES = {  # every chart's name and title, in the HTML and Markdown reports
+    "pareto_params": "Test quality vs trainable parameters",
+    "pareto_memory": "Test quality vs peak memory",
+    "pareto_time": "Test quality vs train time",
+    "pareto_checkpoint": "Test quality vs checkpoint size",
+    "train_loss": "Train loss per step",
+    "validation": "Validation accuracy per epoch",
+    "robustness_accuracy": "Clean vs perturbed accuracy",
+    "attacks": "Attack success rates",
+    "spectrum": "Singular-value spectra of the full update, per layer type",
+}
 
 FOREGROUND = "#010203"  # a colour no palette uses: replaced by currentColor in the SVG
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#8F8F8F", "#B07A3B", "#6A9F3A")

@@ -1,4 +1,9 @@
-"""The flat comparison table as CSV: one row per run, raw numbers (no units, no formatting) for spreadsheets."""
+"""The report as CSV: one row per run, the raw values (no units, no formatting) of the comparison, robustness and
+estimate-check tables (peftlab.report.tables), joined on the run, for spreadsheets.
+
+A skipped or failed record leaves its numbers empty and says why in ``<table>_status`` / ``<table>_reason``
+(e.g. ``robustness_reason``: "not available for task type generation").
+"""
 
 from __future__ import annotations
 
@@ -6,39 +11,30 @@ import csv
 import io
 from typing import Any
 
-COLUMNS = ("method", "seed", "status", "reason", "accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch",
-           "exact_match", "normalized_match", "validation_exact_match", "test_perplexity",
-           "trainable_params", "total_params", "optimizer_state_bytes", "peak_memory_bytes", "train_seconds",
-           "train_tokens", "train_tokens_per_second", "train_steps", "checkpoint_bytes", "inference_ms_per_example",
-           "robust_clean_accuracy", "robust_perturbed_accuracy", "robust_drop_points", "word_attack_success_rate",
-           "char_attack_success_rate")
+from peftlab.report.tables import comparison, estimate_check, robustness
 
 
-def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def csv_columns_and_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The CSV's header (each table's column keys, first occurrence kept) and one dict of raw values per run."""
+    tables = (comparison(results), robustness(results), estimate_check(results))
+    header = list(dict.fromkeys(column.key for table in tables for column in table.columns))
+    values = [{row.key: row.values for row in table.rows} for table in tables]
     rows = []
-    for run in results["runs"]:
-        row = {"method": run["method"], "seed": run.get("seed"), "status": run.get("status"), "reason": run.get("reason", "")}
-        row.update({key: value for key, value in (run.get("metrics") or {}).items() if key in COLUMNS})
-        row.update({key: value for key, value in (run.get("cost") or {}).items() if key in COLUMNS})
-        robustness = run.get("robustness") if isinstance(run.get("robustness"), dict) else {}
-        attacks = robustness.get("attacks") or {}
-        row.update({
-            "robust_clean_accuracy": robustness.get("clean_accuracy"),
-            "robust_perturbed_accuracy": robustness.get("perturbed_accuracy"),
-            "robust_drop_points": robustness.get("drop_points"),
-            "word_attack_success_rate": (attacks.get("word_substitution") or {}).get("success_rate"),
-            "char_attack_success_rate": (attacks.get("char_edit") or {}).get("success_rate"),
-        })
-        rows.append(row)
-    return rows
+    for row in tables[0].rows:  # every run
+        merged: dict[str, Any] = {}
+        for table_values in reversed(values):  # a key two tables share (peak memory) keeps the first one's value
+            merged.update(table_values.get(row.key, {}))
+        rows.append(merged)
+    return header, rows
 
 
 def build_csv(results: dict[str, Any]) -> str:
     """CSV text; a cell that a spreadsheet would run as a formula (=, +, -, @ first) is prefixed with '."""
+    header, rows = csv_columns_and_rows(results)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in csv_rows(results):
+    for row in rows:
         writer.writerow({key: _cell(value) for key, value in row.items()})
     return buffer.getvalue()
 

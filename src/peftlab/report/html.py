@@ -15,7 +15,7 @@ import html
 from typing import Any
 
 from peftlab.report import charts as chart_module
-from peftlab.report.estimate_check import estimate_rows
+from peftlab.report.charts import CHART_TITLES
 from peftlab.report.summary import (
     ReportInputs,
     environment_rows,
@@ -23,27 +23,7 @@ from peftlab.report.summary import (
     headline,
     recommendation,
 )
-from peftlab.report.table import (
-    COMPARISON_COLUMNS,
-    comparison_columns,
-    comparison_rows,
-    robustness_cells,
-    robustness_columns,
-    robustness_title,
-    table_title,
-)
-
-CHART_TITLES = {
-    "pareto_params": "Test quality vs trainable parameters",
-    "pareto_memory": "Test quality vs peak memory",
-    "pareto_time": "Test quality vs train time",
-    "pareto_checkpoint": "Test quality vs checkpoint size",
-    "train_loss": "Train loss per step",
-    "validation": "Validation accuracy per epoch",
-    "robustness_accuracy": "Clean vs perturbed accuracy",
-    "attacks": "Attack success rates",
-    "spectrum": "Singular-value spectra of the full update, per layer type",
-}
+from peftlab.report.tables import ReportTable, report_tables, table_title
 
 SORT_SCRIPT = """
 document.querySelectorAll("table.sortable").forEach(function (table) {
@@ -119,13 +99,14 @@ def build_html(inputs: ReportInputs) -> str:
     study = results["study"]
     task_name = (study.get("task") or {}).get("name", study.get("data"))
     title = f"peftlab report: {study.get('model')} on {task_name}"
+    tables = report_tables(results)
     sections = [
         ("decision", "Decision", _decision(inputs)),
-        ("comparison", "Comparison", _comparison(results)),
+        ("comparison", "Comparison", _comparison(tables)),
         ("pareto", "Quality vs cost", _charts(figures, ("pareto_params", "pareto_memory", "pareto_time",
                                                         "pareto_checkpoint"), _PARETO_NOTE)),
         ("curves", "Learning curves", _charts(figures, ("train_loss", "validation"), "")),
-        ("robustness", "Robustness", _robustness(results, figures)),
+        ("robustness", "Robustness", _robustness(tables["robustness"], figures)),
         ("diagnosis", "Diagnosis", _diagnosis(inputs, figures)),
         ("environment", "Environment and reproduction", _environment(results)),
     ]
@@ -168,35 +149,39 @@ def _decision(inputs: ReportInputs) -> str:
     return "".join(parts)
 
 
-def _comparison(results: dict[str, Any]) -> str:
-    head = "".join(f'<th scope="col"><button type="button">{escape(column)}</button></th>'
-                   for column in comparison_columns(results))
+def _comparison(tables: dict[str, ReportTable]) -> str:
+    """The comparison table, then tuning, seeds and the estimate check where the study has them."""
+    return _report_table(tables["comparison"], always=True) + "".join(
+        _report_table(tables[name]) for name in ("tuning", "seeds", "estimate") if tables[name].shown)
+
+
+def _report_table(table: ReportTable, always: bool = False) -> str:
+    """A report table, sortable by any column (numbers by their raw value; failed rows, which span the table
+    with their reason, stay last), then its notes; only the notes when it has no rows, unless ``always``."""
+    notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table.notes)
+    if not table.shown_rows and not always:
+        return notes
+    columns = table.shown_columns
+    head = "".join(f'<th scope="col"><button type="button">{escape(column.title)}</button></th>' for column in columns)
     rows = []
-    for row in comparison_rows(results):
-        label = row["method"] + ("" if row.get("seed") is None else f" s{row['seed']}")  # several seeds: which
-        method = f'<td data-sort="{escape(label)}">{escape(label)}{" (ref)" if row["reference"] else ""}</td>'
-        if row["status"] != "ok":
-            rows.append(f'<tr class="failed">{method}<td colspan="{len(COMPARISON_COLUMNS) - 1}">failed: '
-                        f'{escape(row["reason"])}</td></tr>')
+    for row in table.shown_rows:
+        label = f'<td data-sort="{escape(row.label)}">{escape(row.label)}</td>'
+        if row.status != "ok":
+            rows.append(f'<tr class="failed">{label}<td colspan="{len(columns) - 1}">{escape(row.message)}</td></tr>')
             continue
-        cells = "".join(f'<td data-sort="{escape(_sort_value(value))}">{escape(text)}</td>'
-                        for text, value in zip(row["cells"], row["values"]))
-        row_class = ' class="reference"' if row["reference"] else ""
-        rows.append(f"<tr{row_class}>{method}{cells}</tr>")
-    table = (f'<div class="scroll"><table class="sortable" id="comparison-table"><caption>{escape(table_title(results))}'
-             ". Quality in %, in brackets the difference to full fine-tuning (ref) in points. Click a "
-             f"column to sort.</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
-    estimates = estimate_rows(results)
-    if estimates:
-        table += _plain_table(
-            ["method", "peak memory measured", "estimated", "GFLOP counted", "estimated", "ratio"], estimates,
-            "Measured vs estimated (peftlab estimate): peak memory over the run and FLOPs of one forward+backward "
-            "on the first rows of the first training batch.")
-    return table
+        texts = [row.cells.get(column.key, "-") for column in columns[1:]]
+        cells = "".join(f'<td data-sort="{escape(_sort_value(row.values.get(column.key), text))}">{escape(text)}</td>'
+                        for column, text in zip(columns[1:], texts))
+        row_class = ' class="reference"' if row.reference else ""
+        rows.append(f"<tr{row_class}>{label}{cells}</tr>")
+    caption = f"{table.title}. {table.legend + ' ' if table.legend else ''}Click a column to sort."
+    return (f'<div class="scroll"><table class="sortable" id="{escape(table.name)}-table"><caption>{escape(caption)}'
+            f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{notes}")
 
 
-def _sort_value(value: Any) -> str:
-    return "" if value is None else repr(float(value)) if isinstance(value, (int, float)) else str(value)
+def _sort_value(value: Any, text: str) -> str:
+    """What a cell sorts by: its raw number, else its text."""
+    return repr(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else text
 
 
 def _charts(figures: dict[str, Any], names: tuple[str, ...], note: str) -> str:
@@ -213,23 +198,12 @@ def _charts(figures: dict[str, Any], names: tuple[str, ...], note: str) -> str:
     return (f'<p class="muted">{escape(note)}</p>' if note else "") + f'<div class="charts">{"".join(drawn)}</div>'
 
 
-def _robustness(results: dict[str, Any], figures: dict[str, Any]) -> str:
-    runs = [run for run in results["runs"] if run.get("status") == "ok" and isinstance(run.get("robustness"), dict)]
-    if not runs:
+def _robustness(table: ReportTable, figures: dict[str, Any]) -> str:
+    if not table.shown:
         return ('<p class="note">Robustness was not measured in this study (it ran with --no-robustness); '
                 "`peftlab robustness OUT` measures it on the saved runs.</p>")
-    has_set = any("robust_set" in run["robustness"] for run in runs)
-    columns = robustness_columns(has_set)
-    rows = []
-    for run in runs:
-        record = run["robustness"]
-        if record.get("status") == "failed":
-            rows.append([run["method"], f"failed: {record.get('reason', '')}"])
-        else:
-            rows.append([run["method"], *robustness_cells(record, has_set)])
-    caption = robustness_title(next((run["robustness"] for run in runs if "attacks" in run["robustness"]), {}))
-    return _plain_table(columns, rows, caption, sortable=True) + _charts(
-        figures, ("robustness_accuracy", "attacks"), "Error bars: 95% confidence intervals.")
+    charts = _charts(figures, ("robustness_accuracy", "attacks"), "Error bars: 95% confidence intervals.")
+    return _report_table(table) + (charts if table.shown_rows else "")  # every record skipped: the notes say why
 
 
 def _diagnosis(inputs: ReportInputs, figures: dict[str, Any]) -> str:
@@ -297,18 +271,13 @@ def _kv_table(items) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
-def _plain_table(columns: list[str], rows: list[list[Any]], caption: str, sortable: bool = False,
-                 text: bool = False) -> str:
-    """A table of strings; ``sortable``: its headers sort it; ``text``: every column left-aligned."""
-    if sortable:
-        head = "".join(f'<th scope="col"><button type="button">{escape(c)}</button></th>' for c in columns)
-    else:
-        head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
+def _plain_table(columns: list[str], rows: list[list[Any]], caption: str, text: bool = False) -> str:
+    """A table of strings (the diagnosis' and the environment's); ``text``: every column left-aligned."""
+    head = "".join(f'<th scope="col">{escape(c)}</th>' for c in columns)
     body = "".join(
         "<tr>" + "".join(f'<td data-sort="{escape(cell)}">{escape(cell)}</td>' for cell in row)
         + (f'<td colspan="{len(columns) - len(row)}"></td>' if len(row) < len(columns) else "") + "</tr>"
         for row in rows)
-    classes = " ".join(name for name, on in (("sortable", sortable), ("text", text)) if on)
-    table_class = f' class="{classes}"' if classes else ""
+    table_class = ' class="text"' if text else ""
     return (f'<div class="scroll"><table{table_class}><caption>{escape(caption)}'
             f"</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")

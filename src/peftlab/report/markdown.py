@@ -11,16 +11,9 @@ import re
 from typing import Any
 
 from peftlab.report import charts as chart_module
-from peftlab.report.html import CHART_TITLES
+from peftlab.report.charts import CHART_TITLES
 from peftlab.report.summary import ReportInputs, environment_rows, format_value, headline, recommendation
-from peftlab.report.table import (
-    comparison_columns,
-    comparison_rows,
-    robustness_cells,
-    robustness_columns,
-    robustness_title,
-    table_title,
-)
+from peftlab.report.tables import ReportTable, report_tables
 
 
 def md(value: Any) -> str:
@@ -38,6 +31,21 @@ def table(columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def report_table(report: ReportTable, always: bool = False) -> list[str]:
+    """A report table's lines: its title and legend, the table (a failed row's message after its label), then
+    its notes; only the notes when it has no rows, unless ``always``."""
+    out = []
+    if report.shown_rows or always:
+        columns = report.shown_columns
+        rows = [[row.label, *(row.cells.get(column.key, "-") for column in columns[1:])] if row.status == "ok"
+                else [row.label, row.message] for row in report.shown_rows]
+        out += [md(f"{report.title}. {report.legend}" if report.legend else report.title), "",
+                table([column.title for column in columns], rows), ""]
+    for note in report.notes:
+        out += [md(note), ""]
+    return out
+
+
 def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tuple[str, dict[str, bytes]]:
     """The Markdown text and its figures (file name -> PNG bytes, linked as FIGURE_FOLDER/<name>.png)."""
     results = inputs.results
@@ -52,21 +60,12 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
         out += [f"**Recommendation: {md(advice[0])}**", ""] + [f"- {md(reason)}" for reason in advice[1]] + [""]
     else:
         out += [f"No recommendation: {md(inputs.diagnosis_note or 'the diagnosis has none')}.", ""]
-    out += [md(headline(results)), "", "## Comparison", "", md(table_title(results)) + " (Δ: points vs full fine-tuning)", ""]
-    rows = []
-    for row in comparison_rows(results):
-        if row["status"] != "ok":
-            rows.append([row["method"], f"failed: {row['reason']}"])
-        else:
-            rows.append([row["method"] + (" (ref)" if row["reference"] else ""), *row["cells"]])
-    out += [table(list(comparison_columns(results)), rows), ""]
-    robust = [run for run in results["runs"] if run.get("status") == "ok" and isinstance(run.get("robustness"), dict)]
-    if robust:
-        has_set = any("robust_set" in run["robustness"] for run in robust)
-        out += ["## Robustness", "", md(robustness_title(next((r["robustness"] for r in robust if "attacks" in r["robustness"]), {}))), ""]
-        out += [table(robustness_columns(has_set), [
-            [run["method"], *(robustness_cells(run["robustness"], has_set) if run["robustness"].get("status") != "failed"
-                              else [f"failed: {run['robustness'].get('reason', '')}"])] for run in robust]), ""]
+    tables = report_tables(results)
+    out += [md(headline(results)), "", "## Comparison", ""] + report_table(tables["comparison"], always=True)
+    for name in ("tuning", "seeds", "estimate"):
+        out += report_table(tables[name])
+    if tables["robustness"].shown:
+        out += ["## Robustness", ""] + report_table(tables["robustness"])
     out += _diagnosis(inputs)
     out += ["## Figures", ""]
     for name in figures:

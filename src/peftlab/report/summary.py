@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.files import DIAGNOSIS_FILE, read_results
-from peftlab.report.table import REFERENCE_METHOD, headline_metric, human_bytes, human_count, percent, reference_run
-
+from peftlab.report.cells import human_bytes, human_count, percent
+from peftlab.report.tables import REFERENCE_METHOD, headline_metric, reference_run
 
 
 @dataclass

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError, PeftlabError
-from peftlab.report.summary import read_inputs
 from peftlab.files import RESULTS_FILE, write_bytes_atomic, write_text_atomic
+from peftlab.report.flat import build_csv
+from peftlab.report.html import build_html
+from peftlab.report.markdown import build_markdown
+from peftlab.report.summary import ReportInputs, read_inputs
 
 FORMATS = {"html": "report.html", "md": "report.md", "csv": "report.csv"}
 logger = logging.getLogger(__name__)
@@ -37,17 +40,12 @@ def write_report(run_dir: str | Path, format: str = "html", out: str | Path | No
     return path
 
 
-def _build(format: str, inputs) -> tuple[str, dict[str, bytes]]:
+def _build(format: str, inputs: ReportInputs) -> tuple[str, dict[str, bytes]]:
+    """The report's text and the figures it links (file name -> bytes; Markdown only)."""
     if format == "html":
-        from peftlab.report.html import build_html
-
         return build_html(inputs), {}
     if format == "md":
-        from peftlab.report.markdown import build_markdown
-
         return build_markdown(inputs, figure_folder="figures")
-    from peftlab.report.flat import build_csv
-
     return build_csv(inputs.results), {}
 
 

@@ -1,0 +1,355 @@
+"""Every table of a study's report, defined once as data: comparison, robustness, seeds, tuning, estimate check.
+
+A :class:`ReportTable` holds its title, its columns, one :class:`Row` per run (per method for seeds and tuning)
+with the formatted text of each shown cell and the raw value behind every column, and the notes under it. The
+renderers only lay a table out: the terminal (``report.table``, rich), the HTML page (``report.html``), the
+Markdown summary (``report.markdown``) and the CSV (``report.flat``, raw values only); none of them formats a
+number or decides what a record means.
+
+Runs and probes that did not produce numbers: a failed run (``status: failed``) and a failed robustness or
+estimate record are rows whose message ("failed: <reason>") spans the table; a skipped record (``status:
+skipped``, e.g. robustness on a generation task, an estimate for a model type that is not modelled) is a note
+under the table ("robustness skipped: <reason> (methods)"). A record without ``status`` was measured. Raw values
+keep every status and reason, so the CSV says why a cell is empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from peftlab.files import trial_objective
+from peftlab.report.cells import (
+    difference,
+    fixed,
+    human_bytes,
+    human_count,
+    percent,
+    points,
+    with_interval,
+)
+
+REFERENCE_METHOD = "full"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the raw value's name: the CSV header and the key of Row.values and Row.cells
+    title: str = ""  # the header in the terminal, HTML and Markdown; "" = a raw value for the CSV only
+    align: str = "right"
+
+
+@dataclass
+class Row:
+    key: Any  # the run's index in results["runs"] (the per-run tables are joined on it in the CSV), or the method
+    label: str  # the first cell: the method, its seed when the study has several, "(ref)" for full fine-tuning
+    cells: dict[str, str] = field(default_factory=dict)  # shown column key -> text (ok rows)
+    values: dict[str, Any] = field(default_factory=dict)  # column key -> raw value (None: no value)
+    status: str = "ok"  # "ok", "failed" (its message spans the row) or "skipped" (a note, not a row)
+    reason: str = ""
+    reference: bool = False
+
+    @property
+    def message(self) -> str:
+        return f"{self.status}: {self.reason}"
+
+
+@dataclass
+class ReportTable:
+    name: str  # comparison, robustness, seeds, tuning, estimate: the HTML id is "<name>-table"
+    title: str
+    columns: list[Column]  # the first is the row label
+    rows: list[Row]
+    legend: str = ""  # how to read the cells, under the title in the HTML and Markdown reports
+    subject: str = ""  # what a skipped row did not measure ("robustness", "estimate"), for its note
+
+    @property
+    def shown_columns(self) -> list[Column]:
+        return [column for column in self.columns if column.title]
+
+    @property
+    def shown_rows(self) -> list[Row]:
+        return [row for row in self.rows if row.status != "skipped"]
+
+    @property
+    def notes(self) -> list[str]:
+        """One line per reason of the skipped rows, naming them: "robustness skipped: <reason> (lora, ia3)"."""
+        labels: dict[str, list[str]] = {}
+        for row in self.rows:
+            if row.status == "skipped":
+                labels.setdefault(row.reason, []).append(row.label)
+        return [f"{self.subject} skipped: {reason} ({', '.join(names)})" for reason, names in labels.items()]
+
+    @property
+    def shown(self) -> bool:
+        """Whether there is anything to show: a row or a note."""
+        return bool(self.shown_rows or self.notes)
+
+
+# --- the task's quality metrics -----------------------------------------------------------------------------------
+
+def quality_metrics(results: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two quality columns' (metric key, column name): generation tasks are scored by exact and normalised
+    match instead of accuracy and macro F1 (docs/DECODERS.md)."""
+    if (results["study"].get("task") or {}).get("type") == "generation":
+        return ("exact_match", "exact match (Δ pts)"), ("normalized_match", "normalised match (Δ pts)")
+    return ("accuracy", "accuracy (Δ pts)"), ("macro_f1", "macro F1 (Δ pts)")
+
+
+def headline_metric(results: dict[str, Any]) -> tuple[str, str]:
+    """(metrics key, words) of the score runs are ranked by: accuracy, or exact match for generation tasks."""
+    (key, _), _ = quality_metrics(results)
+    return key, key.replace("_", " ")
+
+
+def reference_run(runs: list[dict]) -> dict | None:
+    return next((r for r in runs if r["method"] == REFERENCE_METHOD and r["status"] == "ok"), None)
+
+
+def run_label(results: dict[str, Any], run: dict[str, Any]) -> str:
+    """The method, and its seed when the study ran several ("full s6")."""
+    several = "aggregates" in results and run.get("seed") is not None
+    return run["method"] + (f" s{run['seed']}" if several else "")
+
+
+def table_title(results: dict[str, Any]) -> str:
+    study = results["study"]
+    sizes = study["task"]["sizes"]
+    budget = study["budget"]
+    steps = f"{budget['max_steps']} steps" if budget.get("max_steps") else f"{budget['epochs']} epochs"
+    return (f"{study['model']} on {study['task']['name']} (train {sizes['train']}, validation {sizes['validation']}, "
+            f"test {sizes['test']}; {steps}, batch {budget['batch_size']}, seed {study['seed']}) — test metrics")
+
+
+# --- comparison: one row per run ----------------------------------------------------------------------------------
+
+METRIC_KEYS = ("accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch", "exact_match",
+               "normalized_match", "validation_exact_match", "test_perplexity", "accuracy_unnormalized")
+COST_KEYS = ("trainable_params", "total_params", "optimizer_state_bytes", "peak_memory_bytes", "train_seconds",
+             "train_tokens", "train_tokens_per_second", "train_steps", "checkpoint_bytes", "inference_ms_per_example")
+COST_TITLES = {"trainable_params": "trainable", "optimizer_state_bytes": "optimizer state",
+               "peak_memory_bytes": "peak memory", "train_seconds": "train s", "train_tokens_per_second": "tokens/s",
+               "checkpoint_bytes": "checkpoint", "inference_ms_per_example": "infer ms/ex"}
+
+
+def comparison(results: dict[str, Any]) -> ReportTable:
+    """Per run: the task's two quality metrics (with the difference to full fine-tuning of the same seed, in
+    points) and its cost; the raw values add every other metric the run records and the rest of its cost."""
+    runs = results["runs"]
+    (first, first_title), (second, second_title) = quality_metrics(results)
+    metric_keys = list(dict.fromkeys([first, second, *METRIC_KEYS,
+                                      *(key for run in runs for key in (run.get("metrics") or {}))]))
+    titles = {first: first_title, second: second_title, **COST_TITLES}
+    columns = [Column("method", "method", "left"), Column("seed"), Column("status"), Column("reason"),
+               *(Column(key, titles.get(key, "")) for key in (*metric_keys, *COST_KEYS))]
+    rows = [_comparison_row(results, index, run, first, second, metric_keys) for index, run in enumerate(runs)]
+    return ReportTable("comparison", table_title(results), columns, rows,
+                       legend="Quality in %, in brackets the difference to full fine-tuning (ref) in points.")
+
+
+def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], first: str, second: str,
+                    metric_keys: list[str]) -> Row:
+    runs = results["runs"]
+    reference = reference_run([r for r in runs if r.get("seed") == run.get("seed")])  # full, the same seed
+    row = Row(index, run_label(results, run), status=run["status"], reason=run.get("reason", ""),
+              reference=run is reference,
+              values={"method": run["method"], "seed": run.get("seed"), "status": run["status"],
+                      "reason": run.get("reason", "")})
+    if run["status"] != "ok":
+        return row
+    metrics, cost = run["metrics"], run["cost"]
+    row.values.update({key: metrics.get(key) for key in metric_keys})
+    row.values.update({key: cost.get(key) for key in COST_KEYS})
+    ref_metrics = {} if row.reference or reference is None else reference["metrics"]
+    share = cost["trainable_params"] / cost["total_params"] if cost["total_params"] else 0
+    row.label += " (ref)" if row.reference else ""
+    row.cells = {
+        first: points(metrics[first]) + difference(metrics[first], ref_metrics.get(first)),
+        second: points(metrics[second]) + difference(metrics[second], ref_metrics.get(second)),
+        "trainable_params": f"{human_count(cost['trainable_params'])} ({percent(share)})",
+        "optimizer_state_bytes": human_bytes(cost["optimizer_state_bytes"]),
+        "peak_memory_bytes": human_bytes(cost["peak_memory_bytes"]),
+        "train_seconds": f"{cost['train_seconds']:.1f}",
+        "train_tokens_per_second": f"{cost['train_tokens_per_second']:.0f}",
+        "checkpoint_bytes": human_bytes(cost["checkpoint_bytes"]),
+        "inference_ms_per_example": fixed(cost["inference_ms_per_example"], 2),  # None: latency not measured
+    }
+    return row
+
+
+# --- robustness: one row per finished run with a robustness record ------------------------------------------------
+
+ROBUSTNESS_FAMILIES = ("char", "word", "noise", "distractor")  # see peftlab.evaluate.perturb.FAMILIES
+ATTACKS = {"word_substitution": ("word_attack_success_rate", "word attack"),
+           "char_edit": ("char_attack_success_rate", "char attack")}
+
+
+def robustness(results: dict[str, Any]) -> ReportTable:
+    """Per run: clean accuracy, accuracy per perturbation family, mean robust drop, attack success rates (with
+    95% intervals), and the robust set's accuracy when one was given."""
+    runs = [(index, run) for index, run in enumerate(results["runs"])
+            if run.get("status") == "ok" and isinstance(run.get("robustness"), dict) and run["robustness"]]
+    has_set = any("robust_set" in run["robustness"] for _, run in runs)
+    columns = [Column("method", "method", "left"), Column("robustness_status"), Column("robustness_reason"),
+               Column("robust_clean_accuracy", "clean"),
+               *(Column(f"robust_{family}_accuracy", family) for family in ROBUSTNESS_FAMILIES),
+               Column("robust_perturbed_accuracy"), Column("robust_drop_points", "drop pts"),
+               *(Column(key, title) for key, title in ATTACKS.values()),
+               *([Column("robust_set_accuracy", "robust set")] if has_set else [])]
+    rows = [_robustness_row(results, index, run) for index, run in runs]
+    first = next((run["robustness"] for _, run in runs if "attacks" in run["robustness"]), {})
+    return ReportTable("robustness", robustness_title(first), columns, rows, subject="robustness")
+
+
+def _robustness_row(results: dict[str, Any], index: int, run: dict[str, Any]) -> Row:
+    record = run["robustness"]
+    status = record.get("status", "ok")
+    row = Row(index, run_label(results, run), status=status, reason=record.get("reason", ""),
+              values={"robustness_status": status, "robustness_reason": record.get("reason", "")})
+    if status != "ok":
+        return row
+    families, attacks = record.get("families", {}), record.get("attacks", {})
+    scores = {"robust_clean_accuracy": (record["clean_accuracy"], record["clean_ci95"])}
+    scores.update({f"robust_{family}_accuracy": (families[family]["accuracy"], families[family]["ci95"])
+                   for family in ROBUSTNESS_FAMILIES if family in families})
+    scores.update({key: (attacks[attack]["success_rate"], attacks[attack]["ci95"])
+                   for attack, (key, _) in ATTACKS.items() if attack in attacks})
+    if record.get("robust_set"):
+        scores["robust_set_accuracy"] = (record["robust_set"]["accuracy"], record["robust_set"]["ci95"])
+    row.values.update({key: value for key, (value, _) in scores.items()})
+    row.values.update(robust_perturbed_accuracy=record.get("perturbed_accuracy"),
+                      robust_drop_points=record.get("drop_points"))
+    row.cells = {key: with_interval(value, ci95) for key, (value, ci95) in scores.items()}
+    drop = record.get("drop_points")
+    row.cells["robust_drop_points"] = "-" if drop is None else f"{drop:+.1f}"
+    return row
+
+
+def robustness_title(first: dict) -> str:
+    attack = first.get("attacks", {}).get("word_substitution", {})
+    severity = first.get("severity")
+    touched = f"{100 * severity:.0f}%" if isinstance(severity, (int, float)) else "-"
+    return (f"robustness: accuracy % [95% CI] on {first.get('examples', '-')} test examples, perturbations touching "
+            f"{touched} of the words; drop = clean − mean perturbed, in points; attack success % of the correctly "
+            f"classified among {attack.get('examples', '-')} examples, at most {attack.get('query_budget', '-')} "
+            "queries each")
+
+
+# --- estimate check: measured next to estimated, per finished run -------------------------------------------------
+
+def estimate_check(results: dict[str, Any]) -> ReportTable:
+    """Per run with an estimate record: peak memory measured and estimated, GFLOP of one step counted and
+    estimated, and their ratio."""
+    columns = [Column("method", "method", "left"), Column("estimate_status"), Column("estimate_reason"),
+               Column("peak_memory_bytes", "peak memory measured"),
+               Column("estimated_peak_memory_bytes", "estimated"), Column("flops_per_step_counted", "GFLOP counted"),
+               Column("flops_per_step_estimated", "estimated"), Column("flops_ratio", "ratio")]
+    rows = [_estimate_row(results, index, run) for index, run in enumerate(results["runs"])
+            if run.get("status") == "ok" and isinstance(run.get("estimate"), dict) and run["estimate"]]
+    return ReportTable("estimate", "measured vs estimated (peftlab estimate): peak memory over the run (CPU: process "
+                       "RSS, which adds allocator overhead to the estimated tensor bytes), FLOPs of one "
+                       "forward+backward on the first rows of the first training batch", columns, rows,
+                       subject="estimate")
+
+
+def _estimate_row(results: dict[str, Any], index: int, run: dict[str, Any]) -> Row:
+    estimate = run["estimate"]
+    status = estimate.get("status", "ok")  # records written before the estimate probe was guarded were measured
+    row = Row(index, run_label(results, run), status=status, reason=estimate.get("reason", ""),
+              values={"estimate_status": status, "estimate_reason": estimate.get("reason", "")})
+    if status != "ok":
+        return row
+    measured, counted, estimated = (run["cost"]["peak_memory_bytes"], estimate["flops_per_step_counted"],
+                                    estimate["flops_per_step_estimated"])
+    ratio = estimated / counted if counted else None
+    row.values.update(peak_memory_bytes=measured, estimated_peak_memory_bytes=estimate["peak_memory_bytes"],
+                      flops_per_step_counted=counted, flops_per_step_estimated=estimated, flops_ratio=ratio)
+    row.cells = {"peak_memory_bytes": human_bytes(measured),
+                 "estimated_peak_memory_bytes": human_bytes(estimate["peak_memory_bytes"]),
+                 "flops_per_step_counted": f"{counted / 1e9:.1f}", "flops_per_step_estimated": f"{estimated / 1e9:.1f}",
+                 "flops_ratio": fixed(ratio, 2)}
+    return row
+
+
+# --- seeds: one row per method, over its seeds ----------------------------------------------------------------------
+
+def seeds(results: dict[str, Any]) -> ReportTable:
+    """Per method over the study's seeds: runs that finished, and for the task's two quality metrics the mean ±
+    std with its 95% interval and the difference to full fine-tuning with Welch's t-test."""
+    metrics = [(key, title.replace(" (Δ pts)", "")) for key, title in quality_metrics(results)]
+    columns = [Column("method", "method", "left"), Column("runs"), Column("failed"), Column("runs_ok", "runs ok")]
+    for key, words in metrics:
+        columns += [Column(f"{key}_mean", f"{words} mean ± std [95% CI]"), Column(f"{key}_std"),
+                    Column(f"{key}_vs_full", "vs full (Welch t)"), Column(f"{key}_p_value")]
+    rows = []
+    for method, entry in (results.get("aggregates") or {}).items():
+        row = Row(method, method, cells={"runs_ok": f"{entry['runs'] - entry['failed']}/{entry['runs']}"},
+                  values={"method": method, "runs": entry["runs"], "failed": entry["failed"],
+                          "runs_ok": entry["runs"] - entry["failed"]})
+        for key, _ in metrics:
+            summary, test = entry[key] or {}, (entry[key] or {}).get("vs_full") or {}
+            row.values.update({f"{key}_mean": summary.get("mean"), f"{key}_std": summary.get("std"),
+                               f"{key}_vs_full": test.get("difference"), f"{key}_p_value": test.get("p_value")})
+            row.cells.update({f"{key}_mean": _mean_std_interval(summary), f"{key}_vs_full": _versus_full(test)})
+        rows.append(row)
+    return ReportTable("seeds", f"over {results['study'].get('seeds')} seeds: test metrics in %", columns, rows)
+
+
+def _mean_std_interval(summary: dict) -> str:
+    if summary.get("mean") is None:
+        return "-"
+    text = points(summary["mean"])
+    if summary.get("std") is not None:
+        low, high = summary["ci95"]
+        text += f" ± {100 * summary['std']:.1f} [{100 * low:.1f}–{100 * high:.1f}]"
+    return text
+
+
+def _versus_full(test: dict) -> str:
+    if not test:
+        return "-"
+    verdict = "significant" if test["significant"] else "not significant"
+    return f"{100 * test['difference']:+.1f} pts, p={test['p_value']:.3f} ({verdict})"
+
+
+# --- tuning: one row per tuned method ---------------------------------------------------------------------------------
+
+def tuning(results: dict[str, Any]) -> ReportTable:
+    """Per tuned method: the chosen learning rate, every trial (rate → best validation score, epochs, status)
+    and the seconds spent."""
+    tuned = results.get("tuning") or {}
+    columns = [Column("method", "method", "left"), Column("chosen_learning_rate", "chosen lr"),
+               Column("trials", "trials: lr → best validation score (epochs trained, status)", "left"),
+               Column("tuning_seconds", "tuning s")]
+    rows = []
+    for method, entry in (tuned.get("methods") or {}).items():
+        trials = "; ".join(f"{t['learning_rate']:g} → " + (_trial_score(t) if t.get("best_validation") else "-")
+                           + f" ({t['epochs_trained']}, {t['status']})" for t in entry["trials"])
+        chosen = entry.get("chosen_learning_rate")
+        rows.append(Row(method, method, values={"method": method, "chosen_learning_rate": chosen, "trials": trials,
+                                                "tuning_seconds": entry["seconds"]},
+                        cells={"chosen_learning_rate": "-" if chosen is None else f"{chosen:g}", "trials": trials,
+                               "tuning_seconds": f"{entry['seconds']:.1f}"}))
+    return ReportTable("tuning", _tuning_title(tuned), columns, rows)
+
+
+def _tuning_title(tuned: dict[str, Any]) -> str:
+    if not tuned:
+        return "--tune lr"
+    ratio = tuned.get("cost_vs_one_pass")
+    return (f"--tune lr: {tuned['seconds']:.0f} s of tuning"
+            + (f" = {ratio:.2f}× one untuned pass ({tuned['one_pass_seconds']:.0f} s)" if ratio else ""))
+
+
+def _trial_score(trial: dict) -> str:
+    key = trial_objective(trial)
+    value = trial["best_validation"][key]
+    return points(value) if key == "accuracy" else f"{key} {value:.3g}"
+
+
+# --- all of them ------------------------------------------------------------------------------------------------------
+
+def report_tables(results: dict[str, Any]) -> dict[str, ReportTable]:
+    """Every table of the study by name, in the terminal's order: comparison, tuning, seeds, robustness, estimate."""
+    tables = (comparison(results), tuning(results), seeds(results), robustness(results), estimate_check(results))
+    return {table.name: table for table in tables}
