@@ -21,7 +21,7 @@ from peftlab.report import print_table
 from peftlab.report.markdown import md
 from peftlab.report.tables import report_tables
 from peftlab.report.write import write_report
-from peftlab.study import CompareConfig, compare
+from peftlab import CompareConfig, compare
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
