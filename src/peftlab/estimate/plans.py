@@ -110,14 +110,14 @@ def estimated_method(name: str) -> tuple[Method, EstimateVariant | None]:
 
 def modelled_methods() -> list[str]:
     """The registered methods the estimate models (those naming one of its plans), in registry order."""
-    return [name for name, method in METHODS.items() if method.estimate_plan in _BUILDERS]
+    return [name for name, method in METHODS.items() if method.estimate_plan in PLAN_BUILDERS]
 
 
 def is_modelled(name: str) -> bool:
     """Does the estimate model this method (a registered method naming a plan, or a variant)? False for unknown names."""
     if name in ESTIMATE_VARIANTS:
         return True
-    return name in METHODS and METHODS[name].estimate_plan in _BUILDERS
+    return name in METHODS and METHODS[name].estimate_plan in PLAN_BUILDERS
 
 
 def resolve_settings(method_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -178,10 +178,10 @@ def _builder(name: str, method: Method):
     if method.estimate_plan is None:
         raise MethodError(f"method '{name}' is not modelled by the estimate (it names no estimate_plan); "
                           f"modelled methods: {', '.join([*modelled_methods(), *ESTIMATE_VARIANTS])}")
-    if method.estimate_plan not in _BUILDERS:
+    if method.estimate_plan not in PLAN_BUILDERS:
         raise MethodError(f"method '{name}' names estimate plan '{method.estimate_plan}', which the estimate does "
-                          f"not have (plans: {', '.join(_BUILDERS)})")
-    return _BUILDERS[method.estimate_plan]
+                          f"not have (plans: {', '.join(PLAN_BUILDERS)})")
+    return PLAN_BUILDERS[method.estimate_plan]
 
 
 def build_plan(facts: ModelFacts, method_name: str, settings: dict[str, Any], task: str,
@@ -321,5 +321,5 @@ def _plan_prefix(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
 
 # plan name (Method.estimate_plan; methods.base.ESTIMATE_PLANS lists the same names) -> the function that fills it in
-_BUILDERS = {"full": _plan_full, "head": _plan_head, "bitfit": _plan_bitfit, "lora": _plan_lora, "ia3": _plan_ia3,
+PLAN_BUILDERS = {"full": _plan_full, "head": _plan_head, "bitfit": _plan_bitfit, "lora": _plan_lora, "ia3": _plan_ia3,
              "adapter": _plan_adapter, "prompt": _plan_prompt, "prefix": _plan_prefix}
