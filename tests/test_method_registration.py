@@ -18,13 +18,13 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from peftlab.errors import MethodError
-from peftlab.estimate import EstimateSettings, estimate, estimate_run
-from peftlab.estimate.plans import PLAN_BUILDERS, is_modelled, modelled_methods
+from peftlab.estimate import EstimateSettings, estimate, estimate_run, is_modelled, modelled_methods
+from peftlab.estimate.plans import PLAN_BUILDERS
 from peftlab.evaluate import evaluate_split
 from peftlab.export import ExportConfig, export
 from peftlab.export.evaluation import evaluate_folder, study_test_task
-from peftlab.methods import ESTIMATE_PLANS, METHODS, get_method, parse_methods, register_method, registered_method
-from peftlab.methods import unregister_method
+from peftlab.methods import (ESTIMATE_PLANS, METHODS, get_method, parse_methods, register_method, registered_method,
+                             unregister_method)
 from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import LORA_UPDATE, PeftLibraryMethod
 from peftlab.models.memory import MemoryOptions

@@ -70,7 +70,6 @@ class LayerPlan:
 @dataclass
 class MethodPlan:
     method: str  # the name estimated (a registered method or an estimate variant)
-    kind: str  # the plan that models it (methods.base.ESTIMATE_PLANS)
     settings: dict[str, Any]
     task: str
     tensors: ModelTensors
@@ -114,7 +113,7 @@ def modelled_methods() -> list[str]:
 
 
 def is_modelled(name: str) -> bool:
-    """Does the estimate model this method (a registered method naming a plan, or a variant)? False for unknown names."""
+    """Does the estimate model `name` (a registered method naming a plan, or a variant)? False for unknown names."""
     if name in ESTIMATE_VARIANTS:
         return True
     return name in METHODS and METHODS[name].estimate_plan in PLAN_BUILDERS
@@ -191,8 +190,7 @@ def build_plan(facts: ModelFacts, method_name: str, settings: dict[str, Any], ta
     method, variant = estimated_method(method_name)
     builder = _builder(method_name, method)
     tensors = model_tensors(facts, task)
-    plan = MethodPlan(method_name, method.estimate_plan, settings, task, tensors,
-                      [LayerPlan() for _ in range(facts.num_layers)])
+    plan = MethodPlan(method_name, settings, task, tensors, [LayerPlan() for _ in range(facts.num_layers)])
     plan.added_parameters_fp32 = method.added_parameters_fp32
     plan.adapters_in_model_dtype = recipe == "torchtune"
     plan.quantized_base = variant is not None and variant.quantized_base
