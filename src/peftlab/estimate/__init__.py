@@ -9,6 +9,7 @@ from peftlab.estimate.estimate import estimate, estimate_method, estimate_run
 from peftlab.estimate.settings import EstimateSettings
 from peftlab.estimate.gpus import GPUS, get_gpu
 from peftlab.estimate.load import load_facts
+from peftlab.estimate.plans import ESTIMATE_VARIANTS, is_modelled, modelled_methods
 
-__all__ = ["GPUS", "EstimateSettings", "ModelFacts", "estimate", "estimate_method", "estimate_run",
-           "facts_from_config", "get_gpu", "load_facts"]
+__all__ = ["ESTIMATE_VARIANTS", "GPUS", "EstimateSettings", "ModelFacts", "estimate", "estimate_method",
+           "estimate_run", "facts_from_config", "get_gpu", "is_modelled", "load_facts", "modelled_methods"]

@@ -208,7 +208,7 @@ def top_bytes(facts: ModelFacts, plan: MethodPlan, ctx: ActivationContext, grad:
         kept += (h * FP32 + FP32) if grad else 0.0
         kept += h * e if plan.final_norm_trains else 0.0
         kept += h * e if plan.head_trains else 0.0  # lm_head / score keeps the normed hidden states
-    elif facts.model_type == "bert" and (plan.pooler_trains or plan.method == "full"):
+    elif facts.model_type == "bert" and (plan.pooler_trains or plan.trains_all_weights):
         kept += h * e  # the pooler keeps a view of the [CLS] row, which keeps the whole last hidden state alive
     return kept
 

@@ -23,10 +23,10 @@ SAFETENSORS_HEADER_BYTES_PER_TENSOR = 100  # the JSON header names each tensor w
 
 
 def checkpoint_bytes(plan: MethodPlan, dtype: str) -> int:
-    """What the method saves: the whole model for full fine-tuning, otherwise the trained tensors."""
+    """What the method saves: the whole model when every weight trains (full fine-tuning), else the trained tensors."""
     sizes = mem.tensor_bytes(plan, dtype)
     base = mem.weight_dtype_bytes(dtype)
-    if plan.method == "full":
+    if plan.trains_all_weights:
         names = [(lin.name, lin.weight_numel) for lin in plan.tensors.linears]
         names += [(f"{lin.name}.bias", lin.out_features) for lin in plan.tensors.linears if lin.bias]
         names += [(t.name, t.numel) for t in plan.tensors.embeddings + plan.tensors.norms]

@@ -126,7 +126,7 @@ def _head_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, tokens: in
     total = [0.0, 0.0, 0.0]
     grad = grad_below
     for lin in (lin for lin in plan.tensors.linears if lin.layer is None):
-        trains = plan.head_trains if lin.role in ("head", "head_dense") else plan.method == "full"
+        trains = plan.head_trains if lin.role in ("head", "head_dense") else plan.trains_all_weights
         terms = [_linear_flops(lin, trains, grad)]
         lora = lin.role == "pooler" and plan.pooler_trains and plan.lora_rank > 0
         if lora:

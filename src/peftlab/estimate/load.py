@@ -13,6 +13,9 @@ from pathlib import Path
 from peftlab.errors import ModelError
 from peftlab.estimate.architecture import ModelFacts, facts_from_config
 from peftlab.estimate.builtin import builtin_facts, builtin_names
+from peftlab.estimate.plans import resolve_settings
+from peftlab.methods.registry import read_overrides_file
+from peftlab.models import load_config, resolve_model
 
 
 def _read_json_config(path: Path) -> dict:
@@ -48,8 +51,6 @@ def load_facts(model: str, trust_remote_code: bool = False) -> ModelFacts:
 
 def _auto_config(model: str, trust_remote_code: bool):
     """The config of a peftlab alias, a folder transformers can read (e.g. GGUF), or an HF id (config only)."""
-    from peftlab.models import load_config, resolve_model
-
     try:
         return load_config(resolve_model(model, trust_remote_code))
     except ModelError:
@@ -60,9 +61,6 @@ def _auto_config(model: str, trust_remote_code: bool):
 def read_method_overrides(path: str | Path | None, methods: list[str]) -> dict[str, dict]:
     """Per-method overrides from a YAML file (`lora: {r: 16}`), the format `compare --method-config` reads;
     `qlora` takes LoRA's keys. Unknown methods or keys are errors."""
-    from peftlab.estimate.plans import resolve_settings
-    from peftlab.methods.registry import read_overrides_file
-
     if path is None:
         return {}
     data = read_overrides_file(path)

@@ -48,7 +48,7 @@ def activation_dtype_bytes(dtype: str) -> int:
 def adapter_dtype_bytes(plan: MethodPlan, dtype: str) -> int:
     """peft runs its adapters (LoRA, IA3, prompt and prefix embeddings) in fp32; ours and torchtune's follow
     the base."""
-    return 4 if plan.peft_library and not plan.adapters_in_model_dtype else weight_dtype_bytes(dtype)
+    return 4 if plan.added_parameters_fp32 and not plan.adapters_in_model_dtype else weight_dtype_bytes(dtype)
 
 
 def _added_bytes(plan: MethodPlan, dtype: str) -> dict[str, int]:

@@ -5,8 +5,16 @@ factors, IA3 vectors, bottleneck adapters or prefixes sit, plus what trains outs
 norms, head) and the parameters the method adds. Parameter counts, activation memory and FLOPs are all read
 from it, so the three agree on what the method is.
 
+Which plan models a method is the method's own declaration (``Method.estimate_plan``, one of
+``methods.base.ESTIMATE_PLANS``); the builders here are keyed by those plan names, never by method names, so a
+registered method is estimated without a change here. What else the plan needs from the method is declared on it
+too: whether a classifier's head trains as peft's copy (``head_copy``) and whether its added parameters stay fp32
+(``added_parameters_fp32``).
+
 Settings are the registry's defaults with the user's overrides (the same YAML keys as ``--method-config``).
-``qlora`` is LoRA (same settings) on a base whose layer linears are stored in 4-bit NF4; it exists only here.
+Besides the registry's methods the estimate has variants (:data:`ESTIMATE_VARIANTS`): ``qlora`` is LoRA (same
+settings, same plan) on a base whose layer linears are stored in 4-bit NF4; it exists only here (compare trains
+it as ``lora`` with ``--load-in-4bit``).
 """
 
 from __future__ import annotations
@@ -15,12 +23,29 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FEEDFORWARD_MODULES
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_TARGET_MODULES
+
 from peftlab.errors import MethodError
 from peftlab.estimate.architecture import ModelFacts
 from peftlab.estimate.params import Linear, ModelTensors, model_tensors
+from peftlab.methods import METHODS, Method, get_method
+from peftlab.methods.adapter import DEFAULT_TARGET_MODULES as ADAPTER_TARGET_MODULES
 
-ESTIMATE_ONLY_METHODS = ("qlora",)
-PEFT_LIBRARY_METHODS = ("lora", "dora", "qlora", "ia3", "prompt", "prefix")
+
+@dataclass(frozen=True)
+class EstimateVariant:
+    """A registered method on a base stored differently, named for the estimate only (``--methods qlora``)."""
+
+    method: str  # the registered method whose settings, overrides and plan it takes
+    summary: str
+    quantized_base: bool = False  # the layer linears are stored in 4-bit NF4 (QLoRA)
+
+
+ESTIMATE_VARIANTS: dict[str, EstimateVariant] = {
+    "qlora": EstimateVariant("lora", "LoRA on a base whose layer linears are stored in 4-bit NF4 (QLoRA)",
+                             quantized_base=True),
+}
 
 
 @dataclass(frozen=True)
@@ -44,11 +69,12 @@ class LayerPlan:
 
 @dataclass
 class MethodPlan:
-    method: str
+    method: str  # the name estimated (a registered method or an estimate variant)
     settings: dict[str, Any]
     task: str
     tensors: ModelTensors
     layers: list[LayerPlan]
+    trains_all_weights: bool = False  # every base tensor trains (full fine-tuning): the checkpoint is the whole model
     embeddings_train: bool = False
     embedding_norm_trains: bool = False  # encoders: the LayerNorm after the embeddings
     final_norm_trains: bool = False  # decoders: model.norm
@@ -63,27 +89,40 @@ class MethodPlan:
     bottleneck: int = 0
     quantized_base: bool = False  # QLoRA: layer linears stored in 4-bit NF4
     quantized_head: bool = False  # ... and the LM head too (torchtune's QLoRA; bitsandbytes skips the head)
-    adapters_in_model_dtype: bool = False  # torchtune keeps LoRA in the model's dtype; peft upcasts to fp32
+    added_parameters_fp32: bool = False  # the method keeps what it adds in fp32 (peft's autocast_adapter_dtype)
+    adapters_in_model_dtype: bool = False  # torchtune keeps LoRA in the model's dtype whatever the method does
     added: list[tuple[str, int]] = field(default_factory=list)  # (name, numel) of the parameters the method adds
     trainable: list[tuple[str, int]] = field(default_factory=list)  # (name, numel) of every trainable tensor
-
-    @property
-    def peft_library(self) -> bool:
-        return self.method in PEFT_LIBRARY_METHODS
 
     def is_quantized(self, linear: Linear) -> bool:
         return self.quantized_base and (linear.layer is not None or (self.quantized_head and linear.role == "head"))
 
 
+def estimated_method(name: str) -> tuple[Method, EstimateVariant | None]:
+    """The registered method `name` stands for (for a variant, the method it varies) and the variant, if any."""
+    variant = ESTIMATE_VARIANTS.get(name)
+    if variant is None and name not in METHODS:
+        known = ", ".join([*METHODS, *ESTIMATE_VARIANTS])
+        raise MethodError(f"unknown method '{name}'; known methods: {known}")
+    return get_method(variant.method if variant else name), variant
+
+
+def modelled_methods() -> list[str]:
+    """The registered methods the estimate models (those naming one of its plans), in registry order."""
+    return [name for name, method in METHODS.items() if method.estimate_plan in PLAN_BUILDERS]
+
+
+def is_modelled(name: str) -> bool:
+    """Does the estimate model `name` (a registered method naming a plan, or a variant)? False for unknown names."""
+    if name in ESTIMATE_VARIANTS:
+        return True
+    return name in METHODS and METHODS[name].estimate_plan in PLAN_BUILDERS
+
+
 def resolve_settings(method_name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The registry's defaults for the method with the user's overrides; MethodError for unknown names or keys."""
-    from peftlab.methods import METHODS, get_method
-
     overrides = dict(overrides or {})
-    if method_name not in METHODS and method_name not in ESTIMATE_ONLY_METHODS:
-        known = ", ".join([*METHODS, *ESTIMATE_ONLY_METHODS])
-        raise MethodError(f"unknown method '{method_name}'; known methods: {known}")
-    method = get_method("lora" if method_name == "qlora" else method_name)
+    method, _ = estimated_method(method_name)
     method.check_overrides(overrides)
     settings = {**method.defaults, **{k: v for k, v in overrides.items() if k != "learning_rate"}}
     return settings
@@ -111,11 +150,8 @@ def _lora_targets(tensors: ModelTensors, targets: Any) -> list[Linear]:
 
 def _ia3_targets(facts: ModelFacts, settings: dict[str, Any]) -> tuple[Any, Any]:
     """(target_modules, feedforward_modules): the settings', else peft's defaults for the model type."""
-    from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FEEDFORWARD,
-                                      TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS)
-
-    targets = settings.get("target_modules") or TARGETS.get(facts.model_type)
-    feedforward = settings.get("feedforward_modules") or FEEDFORWARD.get(facts.model_type) or []
+    targets = settings.get("target_modules") or IA3_TARGET_MODULES.get(facts.model_type)
+    feedforward = settings.get("feedforward_modules") or IA3_FEEDFORWARD_MODULES.get(facts.model_type) or []
     if not targets:
         raise MethodError(f"IA3 has no default target modules for model type '{facts.model_type}'; set target_modules")
     return targets, feedforward
@@ -136,18 +172,31 @@ def _head_names(plan: MethodPlan) -> list[tuple[str, int]]:
 RECIPES = ("hf", "torchtune")
 
 
+def _builder(name: str, method: Method):
+    """The plan builder the method names; MethodError when it names none, or one the estimate lacks."""
+    if method.estimate_plan is None:
+        raise MethodError(f"method '{name}' is not modelled by the estimate (it names no estimate_plan); "
+                          f"modelled methods: {', '.join([*modelled_methods(), *ESTIMATE_VARIANTS])}")
+    if method.estimate_plan not in PLAN_BUILDERS:
+        raise MethodError(f"method '{name}' names estimate plan '{method.estimate_plan}', which the estimate does "
+                          f"not have (plans: {', '.join(PLAN_BUILDERS)})")
+    return PLAN_BUILDERS[method.estimate_plan]
+
+
 def build_plan(facts: ModelFacts, method_name: str, settings: dict[str, Any], task: str,
                recipe: str = "hf") -> MethodPlan:
     """The plan of `method_name` with resolved `settings` on this model, for this task, as `recipe` runs it:
     ``hf`` (transformers + peft, as peftlab trains) or ``torchtune`` (its single-device recipes)."""
+    method, variant = estimated_method(method_name)
+    builder = _builder(method_name, method)
     tensors = model_tensors(facts, task)
     plan = MethodPlan(method_name, settings, task, tensors, [LayerPlan() for _ in range(facts.num_layers)])
+    plan.added_parameters_fp32 = method.added_parameters_fp32
     plan.adapters_in_model_dtype = recipe == "torchtune"
-    builder = _BUILDERS.get(method_name)
-    if builder is None:
-        raise MethodError(f"method '{method_name}' is not modelled by the estimate (modelled: {', '.join(_BUILDERS)})")
+    plan.quantized_base = variant is not None and variant.quantized_base
+    plan.quantized_head = plan.quantized_base and plan.adapters_in_model_dtype and task == "causal-lm"
     builder(plan, facts, settings)
-    if plan.peft_library and task == "classification":  # peftlab puts the head in peft's modules_to_save
+    if method.head_copy and task == "classification":  # peftlab puts the head in peft's modules_to_save
         plan.head_trains, plan.head_copy = True, True
         plan.added += [(f"{name}.modules_to_save", numel) for name, numel in _head_names(plan)]
         plan.trainable += [(f"{name}.modules_to_save", numel) for name, numel in _head_names(plan)]
@@ -160,6 +209,7 @@ def _plan_full(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
         biased = {lin.role for lin in tensors.layer_linears if lin.layer == i and lin.bias}
         plan.layers[i] = LayerPlan(trains_weights=frozenset(layer_roles), trains_biases=frozenset(biased),
                                    trains_norms=True)
+    plan.trains_all_weights = True
     plan.embeddings_train = plan.embedding_norm_trains = plan.final_norm_trains = True
     plan.pooler_trains = plan.head_trains = True
     plan.trainable = ([(lin.name, lin.numel) for lin in tensors.linears]
@@ -191,9 +241,7 @@ def _plan_bitfit(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 def _plan_lora(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     rank = int(settings.get("r", 8))
     plan.lora_rank, plan.lora_dropout = rank, float(settings.get("lora_dropout", 0.0) or 0.0)
-    plan.dora = bool(settings.get("use_dora", False)) or plan.method == "dora"
-    plan.quantized_base = plan.method == "qlora"
-    plan.quantized_head = plan.quantized_base and plan.adapters_in_model_dtype and plan.task == "causal-lm"
+    plan.dora = bool(settings.get("use_dora", False))  # DoRA: the registry's dora has use_dora=True
     targets = _lora_targets(plan.tensors, settings.get("target_modules", "all-linear"))
     for i, roles in enumerate(_by_layer(targets, facts.num_layers)):
         plan.layers[i] = LayerPlan(lora=frozenset(roles))
@@ -227,10 +275,8 @@ def _plan_ia3(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
 
 def _plan_adapter(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
-    from peftlab.methods.adapter import DEFAULT_TARGET_MODULES
-
     bottleneck = int(settings.get("bottleneck_size", 64))
-    targets = settings.get("target_modules") or DEFAULT_TARGET_MODULES.get(facts.model_type)
+    targets = settings.get("target_modules") or ADAPTER_TARGET_MODULES.get(facts.model_type)
     if not targets:
         raise MethodError(f"bottleneck adapters have no default target modules for model type '{facts.model_type}'")
     if isinstance(targets, str):
@@ -272,6 +318,6 @@ def _plan_prefix(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     plan.trainable = list(plan.added)
 
 
-_BUILDERS = {"full": _plan_full, "head": _plan_head, "bitfit": _plan_bitfit, "lora": _plan_lora,
-             "dora": _plan_lora, "qlora": _plan_lora, "ia3": _plan_ia3, "adapter": _plan_adapter,
-             "prompt": _plan_prompt, "prefix": _plan_prefix}
+# plan name (Method.estimate_plan; methods.base.ESTIMATE_PLANS lists the same names) -> the function that fills it in
+PLAN_BUILDERS = {"full": _plan_full, "head": _plan_head, "bitfit": _plan_bitfit, "lora": _plan_lora, "ia3": _plan_ia3,
+             "adapter": _plan_adapter, "prompt": _plan_prompt, "prefix": _plan_prefix}

@@ -19,6 +19,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+from peftlab.train.trainer import parameter_groups
 
 
 def _step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
@@ -45,16 +50,12 @@ def live_bytes_at_rest(model: nn.Module, optimizer: torch.optim.Optimizer, batch
 
 
 def make_optimizer(model: nn.Module, sgd: bool = False) -> torch.optim.Optimizer:
-    from peftlab.train.trainer import parameter_groups
-
     groups = parameter_groups(model, 0.01)
     return torch.optim.SGD(groups, lr=1e-4) if sgd else torch.optim.AdamW(groups, lr=1e-4)
 
 
 def _peak_increase_cpu(run) -> int:
     """Peak of (allocated - freed) tensor bytes while `run()` executes, from the profiler's memory events."""
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run()
     events = [event for event in prof.profiler.kineto_results.events() if event.name() == "[memory]"]
@@ -85,8 +86,6 @@ def measure_peak_bytes(model: nn.Module, batch: dict[str, torch.Tensor], sgd: bo
 
 def _cpu_attention_formulas() -> dict:
     """FlopCounterMode knows SDPA's CUDA kernels but not the CPU flash kernel; count it with the same formulas."""
-    from torch.utils import flop_counter
-
     def forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs):
         return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
@@ -100,8 +99,6 @@ def _cpu_attention_formulas() -> dict:
 
 def count_step_flops(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
     """FLOPs FlopCounterMode counts for one forward and backward pass."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.train()
     counter = FlopCounterMode(display=False, custom_mapping=_cpu_attention_formulas())
     with counter:

@@ -11,20 +11,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig, LlamaConfig
 
 from peftlab.estimate.architecture import facts_from_config
 from peftlab.estimate.estimate import estimate_plan
+from peftlab.estimate.plans import build_plan, modelled_methods, resolve_settings
 from peftlab.estimate.settings import EstimateSettings
-from peftlab.estimate.plans import build_plan, resolve_settings
 from peftlab.estimate.trace import measure
+from peftlab.methods import get_method
+from peftlab.models import load_config, resolve_model
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def build_model(config, task: str, dtype: str = "fp32"):
     """A randomly initialised transformers model of this config for the task, in this dtype."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
     torch.manual_seed(0)
     return auto.from_config(config, dtype=TORCH_DTYPES[dtype])
@@ -42,8 +43,6 @@ def make_batch(config, task: str, batch_size: int, seq_len: int) -> dict[str, to
 
 
 def apply_method(model, method_name: str, overrides: dict[str, Any] | None = None):
-    from peftlab.methods import get_method
-
     method = get_method(method_name)
     settings, _ = method.resolve(model, overrides or {})
     return method.apply(model, settings)
@@ -74,15 +73,10 @@ def predicted_and_measured(config, method: str, batch_size: int, seq_len: int, t
     }
 
 
-ALL_METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prompt", "prefix", "adapter")
-
-
 def validation_cases() -> list[tuple[str, Any, str, str, int, int, str, bool]]:
-    """(label, config, task, method, batch, seq_len, dtype, gradient checkpointing) of the documented table."""
-    from transformers import BertConfig, LlamaConfig
-
-    from peftlab.models import load_config, resolve_model
-
+    """(label, config, task, method, batch, seq_len, dtype, gradient checkpointing) of the documented table; the
+    "every method" rows take every registered method the estimate models."""
+    every_method = modelled_methods()
     tiny_bert = BertConfig(vocab_size=2000, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
                            intermediate_size=512, max_position_embeddings=256, num_labels=2)
     tiny_llama = LlamaConfig(vocab_size=2000, hidden_size=128, num_hidden_layers=4, num_attention_heads=4,
@@ -95,14 +89,14 @@ def validation_cases() -> list[tuple[str, Any, str, str, int, int, str, bool]]:
                           num_key_value_heads=3, head_dim=64, intermediate_size=1536, max_position_embeddings=8192,
                           tie_word_embeddings=True, pad_token_id=2, num_labels=2)
     cases = []
-    cases += [("tiny BERT", tiny_bert, "classification", m, 8, 64, "fp32", False) for m in ALL_METHODS]
+    cases += [("tiny BERT", tiny_bert, "classification", m, 8, 64, "fp32", False) for m in every_method]
     cases += [("tiny BERT", tiny_bert, "classification", m, 8, 64, "bf16", False) for m in ("full", "lora", "ia3")]
     cases += [("tiny Llama", tiny_llama, "classification", m, 8, 64, "fp32", False)
-              for m in ALL_METHODS if m != "bitfit"]
+              for m in every_method if m != "bitfit"]
     cases += [("tiny Llama", tiny_llama, "classification", m, 8, 64, "fp32", True) for m in ("full", "lora")]
     cases += [("small Llama LM", small_llama_lm, "causal-lm", m, 4, 128, "bf16", False)
               for m in ("full", "head", "lora", "ia3", "prompt", "prefix")]
-    cases += [("MiniLM-L6", minilm, "classification", m, 8, 128, "fp32", False) for m in ALL_METHODS]
+    cases += [("MiniLM-L6", minilm, "classification", m, 8, 128, "fp32", False) for m in every_method]
     cases += [("MiniLM-L6", minilm, "classification", m, 8, 128, "fp32", True) for m in ("full", "lora")]
     cases += [("SmolLM2-135M", smollm2, "classification", m, 2, 64, "fp32", False)
               for m in ("full", "head", "lora", "ia3", "prompt", "adapter")]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from peftlab.errors import MethodError
@@ -325,8 +326,6 @@ def save_bottleneck_adapter(model: nn.Module, directory: str | Path, config: Bot
     The saved config has the resolved ``target_modules`` (the model type's defaults written out), so loading
     does not depend on the defaults of a later version.
     """
-    from safetensors.torch import save_file
-
     resolved = getattr(model, _CONFIG_ATTR, None)
     if config is None:
         config = resolved
@@ -374,8 +373,6 @@ def is_bottleneck_adapter_dir(directory: str | Path) -> bool:
 
 def load_bottleneck_adapter(base_model: nn.Module, directory: str | Path) -> nn.Module:
     """Add the saved adapters to ``base_model`` (in place) and load their weights and ``modules_to_save``."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     if not is_bottleneck_adapter_dir(directory):
         raise MethodError(
@@ -431,6 +428,7 @@ ADAPTER = BottleneckAdapterMethod(
     learning_rate=1e-3,
     settings_class=BottleneckAdapterConfig,
     defaults={"bottleneck_size": 64, "nonlinearity": "gelu", "init_scale": 1e-3},
+    estimate_plan="adapter",  # the head trains in place (no copy); adapters follow the base's dtype
     merge_blocker="bottleneck adapters add new layers (down-projection, nonlinearity, up-projection) after "
     "each projection; a nonlinear layer cannot be folded into the existing linear weights",
 )

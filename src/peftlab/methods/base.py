@@ -8,6 +8,14 @@ For export (`peftlab.export`) a method also says what can be done with its train
 update into the base weights (methods that cannot say why in `merge_blocker`), `export_adapter` writes the
 adapter on its own (refused with `adapter_blocker`), and `update_tensors` names the saved tensors that are a
 weight update, which adapter compression may sparsify and quantize.
+
+For the analytic estimate (`peftlab.estimate`) and the memory options (`peftlab.models.memory`) a method says
+declaratively what it is: `estimate_plan` names which of the estimate's plans models it (the plans themselves live
+in `estimate/plans.py`, a higher floor, keyed by these names), `trains_base_weights` whether it trains tensors of the
+base itself (which a 4/8-bit quantized base cannot), `head_copy` whether a classifier's head trains as a copy beside
+the frozen original (peft's `modules_to_save`), and `added_parameters_fp32` whether the parameters it adds stay in
+fp32 on a 16-bit base (peft's `autocast_adapter_dtype`). Registering a method (`methods.registry.register_method`)
+is then all compare, estimate, the memory options, export and the report need.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ from peftlab.errors import MethodError
 # Keys a --method-config entry may hold besides the settings class's own fields.
 TRAINING_KEYS = ("learning_rate",)
 
+# The plans peftlab.estimate has (estimate/plans.py builds each); a method names one of them in `estimate_plan`.
+ESTIMATE_PLANS = ("full", "head", "bitfit", "lora", "ia3", "adapter", "prompt", "prefix")
+
 
 @dataclass
 class Method:
@@ -39,6 +50,13 @@ class Method:
     # saved tensors that are a weight update, by name component -> the value they start from (the update is
     # tensor - start); empty: the method's files cannot be compressed as an update
     update_tensors: dict[str, float] = field(default_factory=dict)
+    # which plan of the estimate models it (one of ESTIMATE_PLANS: every base weight trains, the head, biases, LoRA
+    # factors (DoRA: with use_dora), IA3 vectors, bottleneck adapters, a soft prompt, key/value prefixes); None: the
+    # estimate does not model this method and says so
+    estimate_plan: str | None = None
+    trains_base_weights: bool = False  # it trains tensors of the base itself (refused on a 4/8-bit base)
+    head_copy: bool = False  # a classifier's head trains as a copy beside the frozen original (peft's modules_to_save)
+    added_parameters_fp32: bool = False  # added parameters stay fp32 on a 16-bit base (peft's autocast_adapter_dtype)
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]

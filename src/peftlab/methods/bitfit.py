@@ -36,4 +36,6 @@ BITFIT = BitFit(
     learning_rate=1e-3,
     settings_class=BitFitConfig,
     mergeable=True,
+    estimate_plan="bitfit",
+    trains_base_weights=True,
 )

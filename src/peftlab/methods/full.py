@@ -35,6 +35,8 @@ FULL = FullFineTuning(
     learning_rate=5e-5,
     settings_class=FullConfig,
     mergeable=True,
+    estimate_plan="full",
+    trains_base_weights=True,
     adapter_blocker="full fine-tuning changes every weight, so there is no adapter apart from the base; "
     "export the complete model with --merged OUT",
 )

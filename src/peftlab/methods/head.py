@@ -33,4 +33,6 @@ HEAD = HeadOnly(
     learning_rate=5e-2,
     settings_class=HeadConfig,
     mergeable=True,
+    estimate_plan="head",
+    trains_base_weights=True,
 )

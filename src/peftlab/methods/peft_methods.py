@@ -8,6 +8,7 @@ The task head is always in ``modules_to_save``: it trains and is saved with the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,16 @@ def peft_task_type(model: nn.Module) -> TaskType:
     return TaskType.FEATURE_EXTRACTION
 
 
+@dataclass
 class PeftLibraryMethod(Method):
-    """A method whose implementation is HF peft's; we only choose the config."""
+    """A method whose implementation is HF peft's; we only choose the config (and name the estimate's plan).
+
+    peft trains a classifier's head as a copy in ``modules_to_save`` and keeps the parameters it adds in fp32 on a
+    16-bit base (``autocast_adapter_dtype``): both are true of every method here.
+    """
+
+    head_copy: bool = True
+    added_parameters_fp32: bool = True
 
     def default_settings(self, model: nn.Module) -> dict[str, Any]:
         settings = dict(self.defaults)
@@ -68,6 +77,7 @@ LORA = PeftLibraryMethod(
     defaults=dict(LORA_DEFAULTS),
     mergeable=True,
     update_tensors=dict(LORA_UPDATE),
+    estimate_plan="lora",
 )
 
 DORA = PeftLibraryMethod(
@@ -78,6 +88,7 @@ DORA = PeftLibraryMethod(
     defaults={**LORA_DEFAULTS, "use_dora": True},
     mergeable=True,
     update_tensors=dict(LORA_UPDATE),
+    estimate_plan="lora",  # the LoRA plan reads use_dora from the settings
 )
 
 IA3 = PeftLibraryMethod(
@@ -88,6 +99,7 @@ IA3 = PeftLibraryMethod(
     defaults={},
     mergeable=True,
     update_tensors={"ia3_l": 1.0},  # rescaling vectors start at 1
+    estimate_plan="ia3",
 )
 
 PROMPT = PeftLibraryMethod(
@@ -96,6 +108,7 @@ PROMPT = PeftLibraryMethod(
     learning_rate=3e-2,
     settings_class=PromptTuningConfig,
     defaults={"num_virtual_tokens": 20, "prompt_tuning_init": "SAMPLE_VOCAB"},
+    estimate_plan="prompt",
     merge_blocker="prompt tuning prepends learned virtual-token embeddings to every input; they are extra "
     "inputs, not a change of any weight, so there is nothing to fold them into",
 )
@@ -106,6 +119,7 @@ PREFIX = PeftLibraryMethod(
     learning_rate=1e-2,
     settings_class=PrefixTuningConfig,
     defaults={"num_virtual_tokens": 20},
+    estimate_plan="prefix",
     merge_blocker="prefix tuning adds learned key/value prefixes to the attention of every layer; they are "
     "extra tokens, not a change of any weight, so they cannot be folded into the weights",
 )

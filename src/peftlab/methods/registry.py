@@ -1,23 +1,72 @@
-"""The one registry of fine-tuning methods, and reading per-method overrides from YAML."""
+"""The one registry of fine-tuning methods, and reading per-method overrides from YAML.
+
+``register_method(method)`` adds a method in one place: ``METHODS`` (so compare, estimate, export, the report and
+``peftlab methods``) sees it from then on, in this process. ``registered_method(method)`` does the same for the
+duration of a ``with`` block (tests); ``unregister_method(name)`` removes one added that way.
+"""
 
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
 from peftlab.errors import ConfigError, MethodError
 from peftlab.methods.adapter import ADAPTER
-from peftlab.methods.base import Method
+from peftlab.methods.base import ESTIMATE_PLANS, Method
 from peftlab.methods.bitfit import BITFIT
 from peftlab.methods.full import FULL
 from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import DORA, IA3, LORA, PREFIX, PROMPT
 
-METHODS: dict[str, Method] = {m.name: m for m in (FULL, HEAD, BITFIT, LORA, DORA, IA3, PROMPT, PREFIX, ADAPTER)}
+BUILTIN_METHODS: tuple[Method, ...] = (FULL, HEAD, BITFIT, LORA, DORA, IA3, PROMPT, PREFIX, ADAPTER)
+
+# Changed only by register_method / unregister_method, in place: modules that imported it see every change.
+METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS}
 
 DEFAULT_METHODS = ("full", "head", "bitfit", "lora", "adapter", "prompt", "ia3")
+
+# a name is a folder (OUT/runs/<name>), a --methods item (comma-separated) and a YAML key
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def register_method(method: Method) -> Method:
+    """Add `method` to the registry; MethodError for a name already registered, a name that cannot be a folder or
+    a --methods item, or an `estimate_plan` the estimate does not have. Returns the method."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register_method takes a peftlab.methods.Method, got {type(method).__name__}")
+    if not isinstance(method.name, str) or not METHOD_NAME.fullmatch(method.name):
+        raise MethodError(f"method name {method.name!r} must be letters, digits, '.', '_' or '-' (it names a folder "
+                          "and a --methods item)")
+    if method.name in METHODS:
+        raise MethodError(f"method '{method.name}' is already registered; pick another name")
+    if method.estimate_plan is not None and method.estimate_plan not in ESTIMATE_PLANS:
+        raise MethodError(f"method '{method.name}': unknown estimate_plan {method.estimate_plan!r}; use one of "
+                          f"{', '.join(ESTIMATE_PLANS)}, or None when the estimate does not model it")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> Method:
+    """Remove a method added with register_method and return it; the built-in methods cannot be removed."""
+    if name in {m.name for m in BUILTIN_METHODS}:
+        raise MethodError(f"method '{name}' is built in and cannot be unregistered")
+    if name not in METHODS:
+        raise MethodError(f"method '{name}' is not registered")
+    return METHODS.pop(name)
+
+
+@contextmanager
+def registered_method(method: Method) -> Iterator[Method]:
+    """`with registered_method(m):` the registry has `m` inside the block and not after it (even on an error)."""
+    register_method(method)
+    try:
+        yield method
+    finally:
+        unregister_method(method.name)
 
 
 def get_method(name: str) -> Method:

@@ -6,17 +6,26 @@
   where the GPU supports bf16); weights and optimizer states stay fp32;
 - 4-bit / 8-bit: the base is loaded through bitsandbytes (``BitsAndBytesConfig``, NF4 with bf16 compute for
   4-bit) and prepared with peft's ``prepare_model_for_kbit_training``. bitsandbytes quantized training needs CUDA,
-  so these are refused on a machine without it, before anything is loaded.
+  so these are refused on a machine without it, before anything is loaded. A method that trains the base's own
+  weights (``Method.trains_base_weights``: full, head, bitfit) is refused on a quantized base when it is prepared.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from peft import prepare_model_for_kbit_training
+from transformers import BitsAndBytesConfig
 
 from peftlab.errors import ConfigError, MethodError
+
+if TYPE_CHECKING:  # methods/ is on this floor too: the method is read, never imported
+    from peftlab.methods.base import Method
 
 
 @dataclass(frozen=True)
@@ -51,9 +60,6 @@ class MemoryOptions:
     def accelerator(self, cpu: bool = False):
         """An Accelerator with this precision (``cpu``: on the CPU even where CUDA is present). accelerate keeps one process-wide state and refuses a second
         precision in the same process (a Python session running two studies): its state is reset first then."""
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
-
         if AcceleratorState._shared_state and AcceleratorState().mixed_precision != self.mixed_precision():
             AcceleratorState._reset_state()
         return Accelerator(cpu=cpu, mixed_precision=self.mixed_precision())
@@ -62,8 +68,6 @@ class MemoryOptions:
         """Extra from_pretrained arguments: the bitsandbytes quantization config when asked for."""
         if not self.quantized:
             return {}
-        from transformers import BitsAndBytesConfig
-
         if self.load_in_4bit:
             config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                         bnb_4bit_compute_dtype=torch.bfloat16)
@@ -71,14 +75,12 @@ class MemoryOptions:
             config = BitsAndBytesConfig(load_in_8bit=True)
         return {"quantization_config": config, "device_map": {"": torch.cuda.current_device()}}
 
-    def prepare(self, model, method_name: str):
-        """The loaded base, ready for the method: quantized bases prepared by peft, checkpointing switched on."""
+    def prepare(self, model, method: Method):
+        """The loaded base, ready for `method`: quantized bases prepared by peft, checkpointing switched on."""
         if self.quantized:
-            if method_name in ("full", "bitfit", "head"):
-                raise MethodError(f"method '{method_name}' trains the base's own weights, which a 4/8-bit base "
+            if method.trains_base_weights:
+                raise MethodError(f"method '{method.name}' trains the base's own weights, which a 4/8-bit base "
                                   "cannot; use an adapter method (lora, dora, ia3, prompt, prefix) with quantization")
-            from peft import prepare_model_for_kbit_training
-
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.gradient_checkpointing)
         if self.gradient_checkpointing:
             if not getattr(model, "supports_gradient_checkpointing", False):
