@@ -62,7 +62,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -
     set_seed(run.seed)
     memory = config.memory_options()
     base = load_base_model(study.model_ref, task, study.tokenizer.pad_token_id, **memory.load_kwargs())
-    base = memory.prepare(base, name)
+    base = memory.prepare(base, method)
     settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
     model = method.apply(base, settings).to(accelerator.device)
     train_config = TrainConfig(

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from peftlab.files import trial_objective
 from peftlab.measure import release_free_memory
 from peftlab.methods import get_method
 from peftlab.study.run import build_run
@@ -70,24 +71,19 @@ def choose(trials: list[dict]) -> float | None:
     complete = [t for t in trials if t["status"] == "ok" and t["validation"]]
     if not complete:
         return None
-    best = min(complete, key=lambda t: (-t["best_validation"][objective(t)], t["best_validation"]["loss"]))
+    best = min(complete, key=lambda t: (-t["best_validation"][trial_objective(t)], t["best_validation"]["loss"]))
     return best["learning_rate"]
 
 
 def _replayed(record: dict, distribution):
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
              "failed": optuna.trial.TrialState.FAIL}[record["status"]]
-    key = objective(record)
+    key = trial_objective(record)
     value = pruning_value(record["best_validation"], key) if record["status"] == "ok" else None
     return optuna.trial.create_trial(
         params={"learning_rate": record["learning_rate"]}, distributions={"learning_rate": distribution},
         value=value, state=state,
         intermediate_values={v["epoch"]: pruning_value(v, key) for v in record["validation"]})
-
-
-def objective(trial: dict) -> str:
-    """The validation score a trial is judged by: the task's selection metric (accuracy, or exact match)."""
-    return trial.get("objective", "accuracy")
 
 
 def pruning_value(scores: dict, key: str) -> float:
