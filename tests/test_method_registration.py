@@ -28,7 +28,7 @@ from peftlab.methods import (ESTIMATE_PLANS, METHODS, get_method, parse_methods,
 from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import LORA_UPDATE, PeftLibraryMethod
 from peftlab.models.memory import MemoryOptions
-from peftlab.study import CompareConfig, compare
+from peftlab import CompareConfig, compare
 from peftlab.study.artifacts import load_run
 from peftlab.tasks.encode import encode_task
 
