@@ -176,7 +176,7 @@ def _evaluate_as_the_kind(task, model_dir, tokenizer, model_class: str) -> None:
     encoded = kind.encode(task, tokenizer, 64)
     assert encoded["test"][0] == encode_task(task, tokenizer, 64)["test"][0]
     torch.manual_seed(0)
-    model = kind.load_model(resolve_model(str(model_dir)), task, tokenizer.pad_token_id)
+    model = kind.load_model(resolve_model(str(model_dir)), task.label_names, tokenizer.pad_token_id)
     assert type(model).__name__ == model_class
     assert type(load_base_model(resolve_model(str(model_dir)), task, tokenizer.pad_token_id)) is type(model)
     evaluation = kind_evaluation(kind)

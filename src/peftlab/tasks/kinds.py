@@ -55,7 +55,7 @@ class TaskKind:
     name: str  # results.json task.type, --task
     load_data: Callable[..., Task]  # (data, kind, **load_task options) -> Task
     encode: Callable[[Task, Any, int], dict[str, datasets.Dataset]]  # (task, tokenizer, max_length) -> splits
-    load_model: Callable[..., PreTrainedModel]  # (model ref, task, pad_token_id=None, **from_pretrained kwargs)
+    load_model: Callable[..., PreTrainedModel]  # (model ref, label names, pad_token_id=None, **from_pretrained kw)
     selection_metric: str  # the validation score the trainer keeps the best epoch by (higher is better)
     quality_metrics: tuple[QualityMetric, QualityMetric]  # the first is the headline score
     estimate_task: str  # the task peftlab.estimate models: "classification" or "causal-lm"
@@ -79,12 +79,10 @@ class TaskKind:
         return f"TaskKind({self.name!r})"
 
 
-def _classifier_for(ref: ModelRef, task: Task, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
-    return load_classifier(ref, task.label_names, pad_token_id, **load_kwargs)
-
-
-def _causal_lm_for(ref: ModelRef, task: Task, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
-    return load_causal_lm(ref, pad_token_id, **load_kwargs)
+# The model loaders take the label names, not the Task, so that a saved run (its run.json has them) can be loaded.
+def _causal_lm(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,
+               **load_kwargs) -> PreTrainedModel:
+    return load_causal_lm(ref, pad_token_id, **load_kwargs)  # the LM head is the model's own: no labels
 
 
 ACCURACY = QualityMetric("accuracy", "accuracy")
@@ -96,7 +94,7 @@ CLASSIFICATION = TaskKind(
     name="classification",
     load_data=load_labelled_task,
     encode=encode_labelled_task,
-    load_model=_classifier_for,  # a new head on the pretrained base (decoders: on the last non-padding token)
+    load_model=load_classifier,  # a new head on the pretrained base (decoders: on the last non-padding token)
     selection_metric="accuracy",
     quality_metrics=(ACCURACY, MACRO_F1),
     estimate_task="classification",
@@ -108,7 +106,7 @@ MULTIPLE_CHOICE = TaskKind(
     name="multiple-choice",
     load_data=load_multiple_choice_task,
     encode=encode_choice_task,
-    load_model=_causal_lm_for,
+    load_model=_causal_lm,
     selection_metric="accuracy",  # of the choice with the highest mean log-likelihood per token
     quality_metrics=(ACCURACY, MACRO_F1),
     estimate_task="causal-lm",  # the LM head over every position
@@ -118,7 +116,7 @@ GENERATION = TaskKind(
     name="generation",
     load_data=load_generation_task,
     encode=encode_generation_task,
-    load_model=_causal_lm_for,
+    load_model=_causal_lm,
     selection_metric="neg_loss",  # exact match on a small validation split is often tied (0 early in training)
     quality_metrics=(EXACT_MATCH, NORMALIZED_MATCH),
     estimate_task="causal-lm",
