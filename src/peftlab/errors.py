@@ -23,3 +23,7 @@ class MethodError(PeftlabError):
 
 class ConfigError(PeftlabError):
     """A bad option value or an unreadable configuration file."""
+
+
+class TaskKindError(ConfigError):
+    """An unknown task type (``--task``, or a results header's ``task.type``)."""

@@ -1,35 +1,20 @@
-"""Which evaluation a task type uses, and which of its scores a run's record keeps.
+"""Which evaluation a task type uses, and which of its scores a run's record keeps, by type name.
 
-The training loop and `compare` call the function :func:`evaluation_for` returns; they never branch on the type.
+Thin wrappers over :mod:`peftlab.evaluate.kinds` for callers that still pass ``task.task_type``; new code asks
+``kind_evaluation(task.kind)``.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from peftlab.evaluate.choice import evaluate_choices
-from peftlab.evaluate.generation import evaluate_generation
-from peftlab.evaluate.predict import evaluate_split
-
-EVALUATIONS: dict[str, Callable] = {
-    "classification": evaluate_split,
-    "multiple-choice": evaluate_choices,
-    "generation": evaluate_generation,
-}
+from peftlab.evaluate.kinds import kind_evaluation
 
 
 def evaluation_for(task_type: str) -> Callable:
-    return EVALUATIONS[task_type]
+    return kind_evaluation(task_type).evaluate
 
 
 def run_metrics(task_type: str, test: dict, best_validation: dict, best_epoch: int) -> dict:
     """The `metrics` of a run record: test scores, the best epoch's validation score, the best epoch."""
-    if task_type == "generation":
-        return {"exact_match": test["exact_match"], "normalized_match": test["normalized_match"],
-                "test_loss": test["loss"], "test_perplexity": test["perplexity"],
-                "validation_exact_match": best_validation["exact_match"], "best_epoch": best_epoch}
-    metrics = {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
-               "validation_accuracy": best_validation["accuracy"], "best_epoch": best_epoch}
-    if task_type == "multiple-choice":
-        metrics.update(accuracy_unnormalized=test["accuracy_unnormalized"], test_perplexity=test["perplexity"])
-    return metrics
+    return kind_evaluation(task_type).run_metrics(test, best_validation, best_epoch)

@@ -28,6 +28,9 @@ from peftlab.evaluate.attacks import ATTACKS, AttackSettings, attack_words, neig
 from peftlab.evaluate.attacks import whole_word_vocabulary
 from peftlab.evaluate.perturb import FAMILIES, PERTURBATIONS, perturb, word_count
 from peftlab.evaluate.stats import bootstrap_mean_interval, rate, wilson_interval
+from peftlab.models import load_classifier
+from peftlab.tasks.labelled import is_int, is_missing, label_str, resolve_columns, to_frame
+from peftlab.tasks.sources import read_source
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +150,6 @@ def _warn_skipped(skipped: dict[str, int], total: int, what: str) -> None:
 @torch.no_grad()
 def base_input_embeddings(model_ref, label_names: list[str]) -> torch.Tensor:
     """The input-embedding matrix of the pretrained base (vocabulary rows x hidden size), on the CPU."""
-    from peftlab.models import load_classifier
-
     model = load_classifier(model_ref, label_names)
     embeddings = model.get_input_embeddings().weight.detach().float().cpu().clone()
     del model
@@ -166,9 +167,6 @@ def load_robust_set(path: str, task, tokenizer, max_length: int) -> tuple[Exampl
     indices into them when the study's labels are not numbers (AdvGLUE files code sst2 as 0/1); the mapping is
     logged. DataError when the file is missing or unreadable, or when no row is usable.
     """
-    from peftlab.tasks.sources import read_source
-    from peftlab.tasks.task import _resolve_columns, _to_frame
-
     if not Path(path).expanduser().exists():
         raise DataError(f"--robust-set {path}: no such file")
     try:
@@ -181,12 +179,12 @@ def load_robust_set(path: str, task, tokenizer, max_length: int) -> tuple[Exampl
     table = raw["test"] if len(raw) > 1 else next(iter(raw.values()))
     available = [str(c) for c in (table.columns if isinstance(table, pd.DataFrame) else table.column_names)]
     known = {role: (name if name in available else None) for role, name in task.columns.items()}
-    columns = _resolve_columns(available, known["text"], known["text_pair"], known["label"], f"--robust-set {path}")
+    columns = resolve_columns(available, known["text"], known["text_pair"], known["label"], f"--robust-set {path}")
     if task.has_text_pair and columns["text_pair"] is None:
         raise DataError(f"--robust-set {path} has no second-text column ({task.columns['text_pair']!r}); "
                         "the study classifies pairs")
     wanted = {role: name for role, name in columns.items() if name and (role != "text_pair" or task.has_text_pair)}
-    frame, _ = _to_frame(table, wanted)
+    frame, _ = to_frame(table, wanted)
     labels, mapping, skipped = _map_labels(frame["label"].tolist(), task.label_names, path)
     texts = frame["text"].tolist()
     pairs = frame["text_pair"].tolist() if task.has_text_pair else None
@@ -213,30 +211,28 @@ def _reasons(skipped: dict[str, int]) -> str:
 
 
 def _map_labels(values: list, label_names: list[str], path: str) -> tuple[list[int | None], str, dict[str, int]]:
-    from peftlab.tasks.task import _is_int, _is_missing, _label_str
-
     index = {name: i for i, name in enumerate(label_names)}
-    by_index = (all(_is_int(v) for v in values if not _is_missing(v))
-                and not any(_label_str(v) in index for v in values if not _is_missing(v))
+    by_index = (all(is_int(v) for v in values if not is_missing(v))
+                and not any(label_str(v) in index for v in values if not is_missing(v))
                 and not any(_is_int_string(name) for name in label_names))
     labels, unknown, missing = [], set(), 0
     for value in values:
-        if _is_missing(value):
+        if is_missing(value):
             labels.append(None)
             missing += 1
         elif by_index:
             labels.append(int(value) if 0 <= int(value) < len(label_names) else None)
-            unknown |= set() if labels[-1] is not None else {_label_str(value)}
+            unknown |= set() if labels[-1] is not None else {label_str(value)}
         else:
-            labels.append(index.get(_label_str(value)))
-            unknown |= set() if labels[-1] is not None else {_label_str(value)}
+            labels.append(index.get(label_str(value)))
+            unknown |= set() if labels[-1] is not None else {label_str(value)}
     if by_index:
         log.warning("--robust-set %s: integer labels read as indices into the study's labels (%s)", path,
                     ", ".join(f"{i} = {name}" for i, name in enumerate(label_names)))
     if unknown:
         log.warning("--robust-set %s: skipping rows with labels the study does not know: %s (known: %s)", path,
                     ", ".join(sorted(unknown)[:10]), ", ".join(label_names))
-    unknown_rows = sum(1 for v, label in zip(values, labels) if label is None and not _is_missing(v))
+    unknown_rows = sum(1 for v, label in zip(values, labels) if label is None and not is_missing(v))
     return labels, "index" if by_index else "name", {"missing_label": missing, "unknown_label": unknown_rows}
 
 

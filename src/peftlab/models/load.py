@@ -137,10 +137,9 @@ def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def load_base_model(ref: ModelRef, task, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
-    """The base a task trains: a classifier for classification, the causal LM for multiple choice and generation."""
-    if getattr(task, "task_type", "classification") == "classification":
-        return load_classifier(ref, task.label_names, pad_token_id, **load_kwargs)
-    return load_causal_lm(ref, pad_token_id, **load_kwargs)
+    """The base a task trains, as its kind loads it (``task.kind.load_model``: a classifier for classification, the
+    causal LM for multiple choice and generation). Kept for callers that have not moved to ``task.kind``."""
+    return task.kind.load_model(ref, task.label_names, pad_token_id, **load_kwargs)
 
 
 def head_module_names(model: PreTrainedModel) -> list[str]:

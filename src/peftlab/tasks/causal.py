@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 
 import datasets
+import torch
 
 IGNORE_INDEX = -100  # label of tokens outside the loss (transformers' convention)
 
@@ -48,10 +49,19 @@ def _fit(prompt: list[int], answer: list[int], max_length: int) -> tuple[list[in
     return (prompt[-room:] if len(prompt) > room else prompt), answer
 
 
-def encode_prompted_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
+def encode_choice_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
+    """Each split of a multiple-choice task as causal-LM rows: the correct choice trained, every choice kept."""
+    return _encode_prompted(task, tokenizer, max_length, multiple_choice=True)
+
+
+def encode_generation_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
+    """Each split of a generation task as causal-LM rows: the target and EOS trained, the references kept."""
+    return _encode_prompted(task, tokenizer, max_length, multiple_choice=False)
+
+
+def _encode_prompted(task, tokenizer, max_length: int, multiple_choice: bool) -> dict[str, datasets.Dataset]:
     """Each split as causal-LM rows (see the module docstring)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    multiple_choice = task.task_type == "multiple-choice"
 
     def encode(row):
         prompt = _prompt_ids(tokenizer, json.loads(row["messages"]))
@@ -83,8 +93,6 @@ def encode_prompted_task(task, tokenizer, max_length: int) -> dict[str, datasets
 
 def pad_causal(features: list[dict], pad_token_id: int) -> dict:
     """Right-pad input_ids (pad token), attention_mask (0) and labels (-100) to the batch's longest row."""
-    import torch
-
     width = max(len(f["input_ids"]) for f in features)
     batch = {"input_ids": [], "attention_mask": [], "labels": []}
     for f in features:

@@ -8,16 +8,17 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from peftlab.tasks.causal import pad_causal
+
 
 def encode_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
-    """Each split as token ids (no padding yet) plus `labels` and `length` (non-padding tokens).
+    """Each split as token ids (no padding yet) plus `labels` and `length` (non-padding tokens), the way the task's
+    kind encodes it: :func:`encode_labelled_task`, or for a causal LM (:mod:`peftlab.tasks.causal`)."""
+    return task.kind.encode(task, tokenizer, max_length)
 
-    Multiple-choice and generation tasks are encoded for a causal LM (:mod:`peftlab.tasks.causal`).
-    """
-    if getattr(task, "task_type", "classification") != "classification":
-        from peftlab.tasks.causal import encode_prompted_task
 
-        return encode_prompted_task(task, tokenizer, max_length)
+def encode_labelled_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
+    """Texts (and pairs) as token ids, truncated to ``max_length``; the label index as `labels`."""
 
     def encode(batch):
         pair = batch["text_pair"] if task.has_text_pair else None
@@ -51,8 +52,6 @@ class _Collator:
     def __call__(self, features):
         features = [{k: v for k, v in f.items() if k in MODEL_INPUTS} for f in features]
         if isinstance(features[0].get("labels"), list):
-            from peftlab.tasks.causal import pad_causal
-
             return pad_causal(features, self.pad_token_id)
         return self.pad(features)
 

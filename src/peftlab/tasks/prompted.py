@@ -16,10 +16,12 @@ Sources:
   ``input``/``output``, ``question``/``answer``, ``instruction``/``response``), or a ``messages`` column in chat
   format whose last turn is the assistant's answer.
 
-The type is inferred when the data makes it obvious (:func:`infer_task_type`): a BIG-bench file without
-``target_scores``, or JSON/JSONL records with ``prompt``+``completion`` or ``messages``, are generation; everything
-else stays classification (BIG-bench ``target_scores`` included, as before). Splits and caps follow the
-classification loader (:mod:`peftlab.tasks.task`): multiple choice is stratified by the correct choice's index.
+Which loader runs is the task kind's choice (:mod:`peftlab.tasks.kinds`): :func:`load_multiple_choice_task` or
+:func:`load_generation_task`. Without ``--task``, :func:`looks_like_generation` decides between generation and
+classification (:func:`peftlab.tasks.load_task`): a BIG-bench file without ``target_scores``, or JSON/JSONL records
+with ``prompt``+``completion`` or ``messages``, are generation; everything else stays classification (BIG-bench
+``target_scores`` included, as before). Splits and caps are the shared ones (:mod:`peftlab.tasks.splits`):
+multiple choice is stratified by the correct choice's index.
 """
 
 from __future__ import annotations
@@ -27,43 +29,39 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from peftlab.errors import ConfigError, DataError
-from peftlab.tasks import task as task_module
-from peftlab.tasks.sources import BIGBENCH_MAX_SKIPPED, COMPRESSIONS, _format_of, read_source
+from peftlab.errors import DataError
+from peftlab.tasks.sources import BIGBENCH_MAX_SKIPPED, COMPRESSIONS, format_of, read_source
+from peftlab.tasks.splits import SPLITS, cap_splits, complete_splits, pick_splits
+from peftlab.tasks.task import Task
 
-TASK_TYPES = ("classification", "multiple-choice", "generation")
+if TYPE_CHECKING:
+    from peftlab.tasks.kinds import TaskKind
+
 PROMPT_COLUMNS = ("prompt", "input", "question", "instruction", "text")
 TARGET_COLUMNS = ("completion", "output", "answer", "response", "target")
 
 
-def check_task_type(task_type: str | None) -> str | None:
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise ConfigError(f"--task must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
-    return task_type
-
-
-def infer_task_type(data: str) -> str:
-    """generation when a local JSON/JSONL file obviously holds prompts and answers; else classification."""
+def looks_like_generation(data: str) -> bool:
+    """True when a local JSON/JSONL file obviously holds prompts and answers (see the module docstring)."""
     path = Path(data).expanduser()
-    if not path.is_file() or _format_of(path) not in (".json", ".jsonl"):
-        return "classification"
-    records = _peek_records(path)
+    if not path.is_file() or format_of(path) not in (".json", ".jsonl"):
+        return False
+    records = peek_records(path)
     if isinstance(records, dict) and isinstance(records.get("examples"), list):
         examples = [e for e in records["examples"] if isinstance(e, dict)]
-        has_scores = any(isinstance(e.get("target_scores"), dict) for e in examples)
-        return "classification" if has_scores or not examples else "generation"
+        return bool(examples) and not any(isinstance(e.get("target_scores"), dict) for e in examples)
     if isinstance(records, list) and records and isinstance(records[0], dict):
         keys = set(records[0])
-        if "messages" in keys or {"prompt", "completion"} <= keys:
-            return "generation"
-    return "classification"
+        return "messages" in keys or {"prompt", "completion"} <= keys
+    return False
 
 
-def _peek_records(path: Path):
+def peek_records(path: Path):
     """The file's JSON document, or its first JSON line as a one-record list; None if unreadable."""
     opener = COMPRESSIONS.get(path.suffix.lower(), open)
     try:
@@ -81,40 +79,47 @@ def _peek_records(path: Path):
             return None
 
 
-def load_prompted_task(data: str, task_type: str, *, subset: str | None = None, split: str | None = None,
-                       prompt_column: str | None = None, target_column: str | None = None,
-                       max_train_examples: int | None = None, max_eval_examples: int | None = None,
-                       seed: int = 0) -> task_module.Task:
-    """Load ``data`` as a multiple-choice or generation Task (see the module docstring)."""
+def load_multiple_choice_task(data: str, kind: TaskKind, **options) -> Task:
+    """``data`` (a BIG-bench task.json with ``target_scores``) as a multiple-choice Task of ``kind``.
+
+    ``options``: those of :func:`peftlab.tasks.load_task` (``text_pair_column`` does not apply and is ignored)."""
+    return _load_prompted(data, kind, multiple_choice=True, **options)
+
+
+def load_generation_task(data: str, kind: TaskKind, **options) -> Task:
+    """``data`` (BIG-bench, prompt/completion columns or chat messages) as a generation Task of ``kind``."""
+    return _load_prompted(data, kind, multiple_choice=False, **options)
+
+
+def _load_prompted(data: str, kind: TaskKind, *, multiple_choice: bool, subset: str | None = None,
+                   split: str | None = None, text_column: str | None = None, text_pair_column: str | None = None,
+                   label_column: str | None = None, max_train_examples: int | None = None,
+                   max_eval_examples: int | None = None, seed: int = 0) -> Task:
     bigbench = _bigbench(data)
     if bigbench is not None:
-        name, raw = Path(data).resolve().name.split(".")[0], {"train": _bigbench_rows(bigbench, task_type, data)}
-        columns = {"text": "input", "text_pair": None, "label": "target_scores" if task_type == "multiple-choice"
-                   else "target"}
+        rows = _bigbench_rows(bigbench, kind.name, multiple_choice, data)
+        name, raw = Path(data).resolve().name.split(".")[0], {"train": rows}
+        columns = {"text": "input", "text_pair": None, "label": "target_scores" if multiple_choice else "target"}
     else:
-        if task_type == "multiple-choice":
+        if multiple_choice:
             raise DataError(f"{data}: multiple choice needs a BIG-bench task.json with 'target_scores' examples; "
                             "use --task generation or classification for other files")
         name, tables = read_source(data, subset)
-        tables = task_module._pick_splits(tables, split, data)
-        raw, columns = _generation_rows(tables, prompt_column, target_column, data)
-    frames = {s: f for s, f in raw.items()}
-    rng = np.random.default_rng(seed)
-    frames = task_module._complete_splits(frames, rng, data)
-    caps = {"train": max_train_examples, "validation": max_eval_examples, "test": max_eval_examples}
-    frames = {s: task_module._cap(frames[s], caps[s], np.random.default_rng([seed, k]))
-              for k, s in enumerate(task_module.SPLITS, 1)}
-    label_names = _label_names(frames) if task_type == "multiple-choice" else []
-    return task_module.Task(name=name, source=data, label_names=label_names,
-                            splits={s: _to_dataset(f, task_type) for s, f in frames.items()},
-                            columns=columns, sha256=_fingerprint(frames, task_type), task_type=task_type)
+        tables = pick_splits(tables, split, data)
+        raw, columns = _generation_rows(tables, text_column, label_column, data)
+    frames = complete_splits(dict(raw), np.random.default_rng(seed), data)
+    frames = cap_splits(frames, max_train_examples, max_eval_examples, seed)
+    label_names = _label_names(frames) if multiple_choice else []
+    return Task(name=name, source=data, label_names=label_names,
+                splits={s: _to_dataset(f, multiple_choice) for s, f in frames.items()},
+                columns=columns, sha256=_fingerprint(frames, kind.name, multiple_choice), kind=kind)
 
 
 def _bigbench(data: str) -> dict | None:
     path = Path(data).expanduser()
-    if not path.is_file() or _format_of(path) != ".json":
+    if not path.is_file() or format_of(path) != ".json":
         return None
-    records = _peek_records(path)
+    records = peek_records(path)
     if isinstance(records, dict) and isinstance(records.get("examples"), list):
         return records
     return None
@@ -124,7 +129,7 @@ def _user(content: str) -> str:
     return json.dumps([{"role": "user", "content": content}], ensure_ascii=False)
 
 
-def _bigbench_rows(task: dict, task_type: str, data: str) -> pd.DataFrame:
+def _bigbench_rows(task: dict, kind_name: str, multiple_choice: bool, data: str) -> pd.DataFrame:
     """One row per usable example: messages, and choices + label (multiple choice) or target + references."""
     append_choices = task.get("append_choices_to_input", True) is not False
     rows, skipped = [], 0
@@ -137,10 +142,10 @@ def _bigbench_rows(task: dict, task_type: str, data: str) -> pd.DataFrame:
             continue
         choices = list(scores) if isinstance(scores, dict) else []
         correct = [i for i, c in enumerate(choices) if scores[c] == 1]
-        answer_from_choices = task_type == "generation" and not target
+        answer_from_choices = not multiple_choice and not target
         if choices and (append_choices or answer_from_choices):  # a generated answer must know the label set
             text = text.rstrip() + "\n" + "\n".join(f"choice: {c}" for c in choices)
-        if task_type == "multiple-choice":
+        if multiple_choice:
             if len(correct) != 1 or len(choices) < 2:
                 skipped += 1
                 continue
@@ -155,10 +160,10 @@ def _bigbench_rows(task: dict, task_type: str, data: str) -> pd.DataFrame:
             continue
         rows.append({"messages": _user(text), "target": references[0], "references": references, "label": 0})
     if not rows or skipped > BIGBENCH_MAX_SKIPPED * len(task["examples"]):
-        need = ("exactly one choice scored 1 in 'target_scores'" if task_type == "multiple-choice"
+        need = ("exactly one choice scored 1 in 'target_scores'" if multiple_choice
                 else "a 'target' string (or one choice scored 1)")
         raise DataError(f"{Path(data).name}: {skipped} of {len(task['examples'])} BIG-bench examples have an empty "
-                        f"input or lack {need}; it cannot be a {task_type} task")
+                        f"input or lack {need}; it cannot be a {kind_name} task")
     return pd.DataFrame(rows)
 
 
@@ -221,20 +226,20 @@ def _label_names(frames: dict[str, pd.DataFrame]) -> list[str]:
     return list(first) if same else []
 
 
-def _to_dataset(frame: pd.DataFrame, task_type: str):
+def _to_dataset(frame: pd.DataFrame, multiple_choice: bool):
     import datasets
 
-    keys = ("messages", "choices", "label") if task_type == "multiple-choice" else ("messages", "target", "references")
+    keys = ("messages", "choices", "label") if multiple_choice else ("messages", "target", "references")
     return datasets.Dataset.from_dict({k: [list(v) if isinstance(v, (list, tuple, np.ndarray)) else v
                                            for v in frame[k].tolist()] for k in keys})
 
 
-def _fingerprint(frames: dict[str, pd.DataFrame], task_type: str) -> str:
-    """sha256 over the task type, then every example used: [split, messages, choices/references, label] as JSON."""
-    digest = hashlib.sha256(task_type.encode())
-    for split in task_module.SPLITS:
+def _fingerprint(frames: dict[str, pd.DataFrame], kind_name: str, multiple_choice: bool) -> str:
+    """sha256 over the kind's name, then every example used: [split, messages, choices/references, label] as JSON."""
+    digest = hashlib.sha256(kind_name.encode())
+    for split in SPLITS:
         frame = frames[split]
-        answers = frame["choices"] if task_type == "multiple-choice" else frame["references"]
+        answers = frame["choices"] if multiple_choice else frame["references"]
         for messages, answer, label in zip(frame["messages"], answers, frame["label"]):
             digest.update(json.dumps([split, messages, list(answer), int(label)], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()

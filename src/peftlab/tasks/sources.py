@@ -2,7 +2,8 @@
 
 Every reader returns a dict ``split name -> table``, where a table is a pandas DataFrame (aliases, local
 files, folders of files) or a ``datasets.Dataset`` (HF hub, ``save_to_disk`` folders). Split names are
-the source's own; :mod:`peftlab.tasks.task` normalises them, picks the columns and validates the rows.
+the source's own; each task kind's loader (:mod:`peftlab.tasks.labelled`, :mod:`peftlab.tasks.prompted`)
+normalises them, picks the columns and validates the rows.
 
 Sources, tried in this order by :func:`read_source`:
 
@@ -71,7 +72,7 @@ def _no_subset(subset: str | None, data: str) -> None:
 
 def _looks_like_path(data: str) -> bool:
     """A name that can only be meant as a local path (never try the hub for it)."""
-    return data.startswith(("/", "./", "../", "~", "\\")) or _format_of(Path(data)) is not None
+    return data.startswith(("/", "./", "../", "~", "\\")) or format_of(Path(data)) is not None
 
 
 def read_alias(name: str) -> pd.DataFrame:
@@ -87,7 +88,7 @@ def read_alias(name: str) -> pd.DataFrame:
     return frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)  # drop the `plot` rows
 
 
-def _format_of(path: Path) -> str | None:
+def format_of(path: Path) -> str | None:
     """``.csv``, ``.tsv``, ... for ``x.csv`` or ``x.csv.gz``; None for anything else."""
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] in COMPRESSIONS:
@@ -97,7 +98,7 @@ def _format_of(path: Path) -> str | None:
 
 def read_file(path: Path) -> pd.DataFrame:
     """Read one data file into a DataFrame; DataError naming the file when it is malformed."""
-    fmt = _format_of(path)
+    fmt = format_of(path)
     if fmt is None:
         raise DataError(f"{path.name}: unsupported file type; use one of {', '.join(FORMATS)} "
                         "(optionally .gz/.bz2/.xz)")
@@ -124,7 +125,7 @@ def _read_json(path: Path) -> pd.DataFrame:
         text = f.read()
     if not text.strip():
         raise DataError(f"{path.name} is empty; it needs labelled records")
-    if _format_of(path) == ".jsonl":
+    if format_of(path) == ".jsonl":
         records = _json_lines(text, path)
     else:
         try:
@@ -181,7 +182,7 @@ def _bigbench_frame(examples: list, path: Path) -> pd.DataFrame:
 
 def read_folder(folder: Path) -> dict[str, pd.DataFrame]:
     """``train.*``/``validation.*``(``valid``, ``dev``)/``test.*`` files, or the folder's single data file."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and _format_of(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and format_of(p))
     if not files:
         raise DataError(f"folder {folder} has no data files ({', '.join(FORMATS)}); "
                         "point --data at a file or a folder with one")

@@ -41,7 +41,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     selection_metric: str = "accuracy"
-    evaluate: Callable | None = None  # the task type's evaluation (peftlab.evaluate.for_task); None: evaluate_split
+    evaluate: Callable | None = None  # the task kind's evaluation (peftlab.evaluate.kinds); None: evaluate_split
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""Load a dataset as a :class:`~peftlab.tasks.task.Task` of the kind asked for, or of the kind its data shows."""
+
+from __future__ import annotations
+
+from peftlab.errors import ConfigError, TaskKindError
+from peftlab.tasks.kinds import CLASSIFICATION, GENERATION, TASK_KINDS, TaskKind, task_kind
+from peftlab.tasks.prompted import looks_like_generation
+from peftlab.tasks.task import Task
+
+
+def load_task(data: str, *, subset: str | None = None, split: str | None = None,
+              text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
+              max_train_examples: int | None = None, max_eval_examples: int | None = None,
+              seed: int = 0, task_type: str | None = None) -> Task:
+    """Load ``data`` (an alias, a local file or folder, or an HF dataset name) as a :class:`Task`.
+
+    ``task_type`` names the kind (:data:`peftlab.tasks.kinds.TASK_KINDS`); None infers it from the data (see
+    :func:`infer_kind`). The kind's loader does the rest (:mod:`peftlab.tasks.labelled`, :mod:`peftlab.tasks.prompted`).
+    """
+    for flag, cap in (("--max-train-examples", max_train_examples), ("--max-eval-examples", max_eval_examples)):
+        if cap is not None and cap < 0:
+            raise ConfigError(f"{flag} must be 0 (no cap) or a positive number, not {cap}")
+    kind = chosen_kind(task_type) if task_type is not None else infer_kind(data)
+    return kind.load(data, subset=subset, split=split, text_column=text_column, text_pair_column=text_pair_column,
+                     label_column=label_column, max_train_examples=max_train_examples,
+                     max_eval_examples=max_eval_examples, seed=seed)
+
+
+def chosen_kind(name: str) -> TaskKind:
+    """The kind ``--task`` names; TaskKindError saying which names --task takes."""
+    try:
+        return task_kind(name)
+    except TaskKindError:
+        raise TaskKindError(f"--task must be one of {', '.join(TASK_KINDS)}, got {name!r}") from None
+
+
+def infer_kind(data: str) -> TaskKind:
+    """generation when a local JSON/JSONL file obviously holds prompts and answers; else classification."""
+    return GENERATION if looks_like_generation(data) else CLASSIFICATION
