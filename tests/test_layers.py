@@ -70,6 +70,9 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
                     if isinstance(node, (ast.Import, ast.ImportFrom)) and imported(module, path, node, known):
                         nested.add(id(node))
                         inner.append((module, function.name, ast.unparse(node)))
+        for block in ast.walk(tree):  # `if TYPE_CHECKING:` imports are for annotations and never run
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test):
+                nested.update(id(node) for node in ast.walk(block))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in nested:
                 graph[module].update(imported(module, path, node, known))

@@ -18,6 +18,7 @@ from peftlab.options import field_names, option
 from peftlab.study.config import CompareConfig, DataOptions, ModelOptions
 from peftlab.study.inputs import prepare_study
 from peftlab.tasks.encode import encode_task
+from peftlab.tasks.kinds import DIAGNOSIS
 
 
 @dataclass
@@ -48,8 +49,8 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
 
 def check_diagnosable(task) -> None:
     """The signals (linear probe on class labels, classifier-based spectrum) are defined for classification."""
-    if task.task_type != "classification":
-        raise ConfigError(f"diagnose measures classification tasks; {task.name!r} is a {task.task_type} task "
+    if not task.kind.applies(DIAGNOSIS):
+        raise ConfigError(f"diagnose measures classification tasks; {task.name!r} is a {task.kind.name} task "
                           "(docs/DIAGNOSE.md)")
 
 
@@ -59,8 +60,8 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
     return the keys results.json gains: ``diagnosis`` (the file name, the link the report follows),
     ``recommendation`` and ``advisor_check``. A failure returns ``diagnosis_failed`` (the reason) and logs to
     OUT/logs/diagnose.log: the comparison's results stay intact."""
-    if study.task.task_type != "classification":
-        return {"diagnosis_skipped": f"the diagnosis measures classification tasks, this is {study.task.task_type}"}
+    if not study.task.kind.applies(DIAGNOSIS):
+        return {"diagnosis_skipped": f"the diagnosis measures classification tasks, this is {study.task.kind.name}"}
     try:
         full_run = out / RUNS_DIR / "full"
         full_ok = any(r["method"] == "full" and r["status"] == "ok" for r in results["runs"])

@@ -28,6 +28,7 @@ from peftlab.report.cells import (
     points,
     with_interval,
 )
+from peftlab.tasks.kinds import task_kind_of
 
 REFERENCE_METHOD = "full"
 
@@ -89,11 +90,10 @@ class ReportTable:
 # --- the task's quality metrics -----------------------------------------------------------------------------------
 
 def quality_metrics(results: dict[str, Any]) -> tuple[tuple[str, str], tuple[str, str]]:
-    """The two quality columns' (metric key, column name): generation tasks are scored by exact and normalised
-    match instead of accuracy and macro F1 (docs/DECODERS.md)."""
-    if (results["study"].get("task") or {}).get("type") == "generation":
-        return ("exact_match", "exact match (Δ pts)"), ("normalized_match", "normalised match (Δ pts)")
-    return ("accuracy", "accuracy (Δ pts)"), ("macro_f1", "macro F1 (Δ pts)")
+    """The two quality columns' (metric key, column name): the study's task kind's quality metrics (accuracy and
+    macro F1; exact and normalised match for generation, docs/DECODERS.md)."""
+    first, second = task_kind_of(results["study"].get("task")).quality_metrics
+    return (first.key, f"{first.title} (Δ pts)"), (second.key, f"{second.title} (Δ pts)")
 
 
 def headline_metric(results: dict[str, Any]) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from peftlab.evaluate.robustness import RobustnessSettings
 from peftlab.methods import DEFAULT_METHODS
 from peftlab.models.memory import MemoryOptions
 from peftlab.options import option
+from peftlab.tasks.kinds import TASK_KINDS
 
 BACKENDS = ("local", "ray")
 TUNABLE = ("lr",)
@@ -41,8 +42,8 @@ class DataOptions:
     text_column: str | None = option(None, "Column holding the text (auto: text, sentence, input...).")
     text_pair_column: str | None = option(None, "Column holding the second text of a pair.")
     label_column: str | None = option(None, "Column holding the label (auto: label, category...).")
-    task: str | None = option(None, "classification, multiple-choice or generation (default: inferred from the "
-                              "data; see docs/DECODERS.md).")
+    task: str | None = option(None, f"{', '.join(TASK_KINDS)} (default: inferred from the data; see "
+                              "docs/DECODERS.md).")
     max_train_examples: int | None = option(2000, "Cap on training examples (0 = all).", cli="zero_none")
     max_eval_examples: int | None = option(1000, "Cap on validation and on test examples, each (0 = all).",
                                            cli="zero_none")

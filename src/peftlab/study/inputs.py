@@ -27,6 +27,7 @@ from peftlab.study.config import CompareConfig
 from peftlab.study.environment import command_line, hardware, package_versions
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
+from peftlab.tasks.kinds import ROBUSTNESS
 
 
 @dataclass
@@ -63,7 +64,7 @@ def build_robustness_suite(study: Study) -> RobustnessSuite | None:
     """The perturbed sets, attack examples and embedding neighbours every run is evaluated on (None when off, or
     when the task kind has no robustness evaluation: its runs record why)."""
     settings = study.config.robustness_settings()
-    if settings is None or study.task.task_type != "classification":
+    if settings is None or not study.task.kind.applies(ROBUSTNESS):
         return None
     start = time.perf_counter()
     embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
@@ -135,5 +136,5 @@ def study_identity(context: RunContext) -> dict[str, Any]:
         "split": config.split, "columns": study.task.describe().get("columns"), "dataset_sha256": study.task.sha256,
         "budget": config.budget(), "seed": config.seed, "method_overrides": study.overrides,
         "robustness": study.robustness.describe()["settings"] if study.robustness else None,
-        "task_type": study.task.task_type, "memory": asdict(config.memory_options()),
+        "task_type": study.task.kind.name, "memory": asdict(config.memory_options()),
     }

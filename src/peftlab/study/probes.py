@@ -81,12 +81,11 @@ class EstimateProbe(Probe):
 
     def measure(self, run: TrainedRun) -> dict[str, Any]:
         config, task = run.study.config, run.study.task
-        estimate_task = "classification" if task.task_type == "classification" else "causal-lm"
         longest = max(run.encoded["train"]["length"])
         device = run.device.type
         try:
             peak = estimate_run(run.model.config, run.method, run.settings, config.batch_size, longest,
-                                device=device, task=estimate_task)
+                                device=device, task=task.kind.estimate_task)
         except PeftlabError as error:  # not modelled: a reason, not a failure
             raise ProbeSkipped(str(error)) from None
         batch = next(iter(train_loader(run.encoded["train"], run.study.tokenizer, config.batch_size, run.seed)))
@@ -95,7 +94,7 @@ class EstimateProbe(Probe):
         counted = count_step_flops(run.model, batch)
         run.model.eval()
         estimated = estimate_run(run.model.config, run.method, run.settings, rows, seq_len, device=device,
-                                 task=estimate_task)
+                                 task=task.kind.estimate_task)
         return {
             "peak_memory_bytes": peak["peak_memory_bytes"],
             "peak_memory_shape": [config.batch_size, longest],
@@ -115,7 +114,7 @@ class RobustnessProbe(Probe):
 
     def measure(self, run: TrainedRun) -> dict[str, Any]:
         if run.study.robustness is None:
-            raise ProbeSkipped(f"not available for task type {run.study.task.task_type}")
+            raise ProbeSkipped(f"not available for task type {run.study.task.kind.name}")
         return evaluate_robustness(run.model, run.study.tokenizer, run.study.robustness, run.device)
 
 

@@ -26,6 +26,7 @@ def config_from_header(header: dict[str, Any], out: Path, robustness: bool = Tru
                          out=str(out), robustness=robustness)
         if not robustness:
             config = replace(config, robust_set=None)
+        config = replace(config, task=config.task or (header.get("task") or {}).get("type"))
         return replace(config, **{key: value for key, value in overrides.items() if value is not None})
     budget, columns = header["budget"], header["task"]["columns"]
     recorded = (header.get("robustness") or {}).get("settings") or {}
@@ -36,6 +37,7 @@ def config_from_header(header: dict[str, Any], out: Path, robustness: bool = Tru
         max_eval_examples=budget["max_eval_examples"], epochs=budget["epochs"], max_steps=budget["max_steps"],
         batch_size=budget["batch_size"], max_length=budget["max_length"], seed=header["seed"], out=str(out),
         robustness=robustness, robust_set=recorded.get("robust_set") if robustness else None,
+        task=header["task"].get("type"),
     )
     for key, setting in (("perturb_examples", "perturb_examples"), ("perturb_severity", "severity"),
                          ("attack_examples", "attack_examples")):

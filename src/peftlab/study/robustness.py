@@ -32,7 +32,7 @@ def evaluate_saved_study(run_dir: str | Path, on_run_done: Callable[[dict], None
     study.robustness = build_robustness_suite(study)
     if study.robustness is None:
         raise ConfigError(f"the robustness evaluation is defined for classification tasks; {run_dir} is a "
-                          f"{study.task.task_type} study")
+                          f"{study.task.kind.name} study")
     header["robustness"] = study.robustness.describe()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for run in results["runs"]:

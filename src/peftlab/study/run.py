@@ -18,11 +18,10 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from peftlab.evaluate.by_task import evaluation_for, run_metrics
+from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.files import RUN_FILE, RUNS_DIR, short_reason, write_json_atomic, write_log
 from peftlab.measure import PeakMemory, Phases, directory_bytes, parameter_counts, release_free_memory
 from peftlab.methods import get_method
-from peftlab.models import load_base_model
 from peftlab.study.inputs import Study
 from peftlab.study.probes import TrainedRun, run_probes
 from peftlab.study.runs import RunSpec
@@ -61,14 +60,14 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -
     config, task, method = study.config, study.task, get_method(name)
     set_seed(run.seed)
     memory = config.memory_options()
-    base = load_base_model(study.model_ref, task, study.tokenizer.pad_token_id, **memory.load_kwargs())
+    base = task.kind.load_model(study.model_ref, task.label_names, study.tokenizer.pad_token_id, **memory.load_kwargs())
     base = memory.prepare(base, method)
     settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
     model = method.apply(base, settings).to(accelerator.device)
     train_config = TrainConfig(
         learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
-        evaluate=evaluation_for(task.task_type),
+        evaluate=kind_evaluation(task.kind).evaluate,
     )
     return model, {**settings, "learning_rate": learning_rate}, train_config
 
@@ -90,7 +89,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     with phases("save"):
         artifact = (save_artifact(study, name, record["config"], model, out, run.artifact_name)
                     if accelerator.is_main_process else None)
-    record["metrics"] = run_metrics(task.task_type, test, outcome.validation[outcome.best_epoch - 1], outcome.best_epoch)
+    record["metrics"] = kind_evaluation(task.kind).run_metrics(test, outcome.validation[outcome.best_epoch - 1],
+                                                               outcome.best_epoch)
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
         "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
@@ -116,7 +116,7 @@ def save_artifact(study: Study, name: str, run_config: dict, model, out: Path, f
     study.tokenizer.save_pretrained(staging)
     write_json_atomic(staging / RUN_FILE, {
         "method": name, "config": run_config, "model": study.config.model, "model_path": study.model_ref.path,
-        "gguf_file": study.model_ref.gguf_file, "label_names": study.task.label_names,
+        "gguf_file": study.model_ref.gguf_file, "label_names": study.task.label_names, "task_type": study.task.kind.name,
         "max_length": study.config.max_length,
     })
     shutil.rmtree(final, ignore_errors=True)

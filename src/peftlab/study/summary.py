@@ -11,6 +11,7 @@ from typing import Any
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.files import write_results
 from peftlab.study.runs import RunSpec
+from peftlab.tasks.kinds import task_kind_of
 
 REFERENCE_METHOD = "full"
 
@@ -19,9 +20,8 @@ def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict],
     runs = [records[spec.key] for spec in specs if spec.key in records]
     results: dict[str, Any] = {"study": header, "runs": runs}
     if header.get("seeds", 1) > 1:
-        from peftlab.report.table import quality_metrics  # the task's two quality metrics
-
-        results["aggregates"] = aggregate(runs, tuple(key for key, _ in quality_metrics(results)))
+        metrics = task_kind_of(header.get("task")).quality_metrics  # the task's two quality metrics
+        results["aggregates"] = aggregate(runs, tuple(metric.key for metric in metrics))
     if tuning is not None:
         results["tuning"] = tuning_summary(tuning, runs)
     return results
