@@ -15,7 +15,8 @@ from peftlab.bench import BUILTIN_SUITES, load_suite, run_suite
 from peftlab.bench.run import SUITE_FILE, SUITE_MARKDOWN, TASKS_DIR
 from peftlab.bench.table import family_summary, quality_cell
 from peftlab.errors import ConfigError, DataError
-from peftlab.study.store import STORE_FILE, StudyStore
+from peftlab.files import STORE_FILE
+from peftlab.study.store import StudyStore
 
 from conftest import tiny_texts
 

@@ -1,11 +1,10 @@
 """The report of every kind of study: multiple-choice and generation studies with robustness on (every run's
 robustness record skipped, with its reason), runs whose estimate was skipped or failed or whose latency was not
 measured; each table defined once (peftlab.report.tables) and rendered the same in the terminal, HTML, Markdown
-and CSV; and report/'s imports (module level only, never peftlab.study, no cycle)."""
+and CSV."""
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import json
@@ -148,50 +147,3 @@ def test_each_table_is_defined_once_and_every_format_shows_its_cells(tmp_path):
         for row in table.rows:
             for key, value in row.values.items():
                 assert rows[row.key][key] == ("" if value is None else str(value)), (table.name, key)
-
-
-def _imports(path: Path) -> list[tuple[str, bool]]:
-    """(peftlab module imported, inside a function?) for each import of a source file."""
-    found = []
-
-    def visit(node: ast.AST, in_function: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.Import):
-                found.extend((alias.name, in_function) for alias in child.names)
-            elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                found.extend((f"{child.module}.{alias.name}", in_function) for alias in child.names)
-            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
-
-    visit(ast.parse(path.read_text()), False)
-    return [(name, inner) for name, inner in found if name.split(".")[0] == "peftlab"]
-
-
-def test_report_imports_at_module_level_never_the_study_and_without_a_cycle():
-    modules = {".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): path
-               for path in SRC.rglob("*.py")}
-
-    def module_of(name: str) -> str:  # "peftlab.report.tables.comparison" -> "peftlab.report.tables"
-        while name and name not in modules:
-            name = name.rpartition(".")[0]
-        return name
-
-    graph = {name: {module_of(target) for target, inner in _imports(path) if not inner} - {name, ""}
-             for name, path in modules.items()}
-    report = [name for name in modules if name.startswith("peftlab.report")]
-    for name in report:
-        imports = _imports(modules[name])
-        assert [target for target, inner in imports if inner] == [], name
-        assert [target for target, _ in imports if target.startswith("peftlab.study")] == [], name
-
-    def in_a_cycle(start: str) -> bool:
-        seen, todo = set(), list(graph[start])
-        while todo:
-            name = todo.pop()
-            if name == start:
-                return True
-            if name not in seen:
-                seen.add(name)
-                todo.extend(graph.get(name, ()))
-        return False
-
-    assert [name for name in report if in_a_cycle(name)] == []

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from peftlab import CompareConfig, compare
-from peftlab.study.store import STORE_FILE, StudyStore
+from peftlab.files import STORE_FILE
+from peftlab.study.store import StudyStore
 
 
 def comparable(run: dict) -> dict:

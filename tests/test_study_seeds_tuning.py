@@ -15,7 +15,8 @@ from peftlab.errors import ConfigError
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.report import print_table
 from peftlab import CompareConfig, compare
-from peftlab.study.store import STORE_FILE, StudyStore
+from peftlab.files import STORE_FILE
+from peftlab.study.store import StudyStore
 from peftlab.study.tuning import learning_rate_grid, pruning_value
 
 

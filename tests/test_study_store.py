@@ -23,7 +23,8 @@ from peftlab.errors import ConfigError
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
 from peftlab import CompareConfig, compare
-from peftlab.study.store import STORE_FILE, StudyStore
+from peftlab.files import STORE_FILE
+from peftlab.study.store import StudyStore
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train

@@ -2,12 +2,11 @@
 
 Each kind's attributes; the lookup by name and its error; a loaded task's kind; the kind's encoder, model loader and
 evaluation on a tiny BERT (classification) and a tiny random Llama (multiple choice, generation), with the run
-metrics the record kept before the kinds existed; and the import structure of the tasks package.
+metrics the record kept before the kinds existed.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import pickle
 from pathlib import Path
@@ -204,59 +203,3 @@ def test_multiple_choice_kind_on_a_tiny_llama(tiny_llama_dir, colour_bigbench, d
 def test_generation_kind_on_a_tiny_llama(tiny_llama_dir, colour_jsonl, decoder_tokenizer):
     task = load_task(str(colour_jsonl), max_eval_examples=4)
     _evaluate_as_the_kind(task, tiny_llama_dir, decoder_tokenizer, "LlamaForCausalLM")
-
-
-# --- import structure -----------------------------------------------------------------------------------------------
-
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _peftlab_imports(path: Path) -> tuple[set[str], list[int]]:
-    """(peftlab modules imported at module level outside TYPE_CHECKING, lines of imports inside functions)."""
-    tree = ast.parse(path.read_text())
-    module_level, in_functions = set(), []
-
-    def visit(node, in_function: bool, type_checking: bool):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.Import, ast.ImportFrom)):
-                names = ([a.name for a in child.names] if isinstance(child, ast.Import) else
-                         [child.module] + [f"{child.module}.{a.name}" for a in child.names] if child.module else [])
-                names = [n for n in names if n.split(".")[0] == "peftlab"]
-                if names and in_function:
-                    in_functions.append(child.lineno)
-                elif names and not type_checking:
-                    module_level.update(names)
-            function = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
-            guarded = type_checking or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
-            visit(child, function, guarded)
-
-    visit(tree, False, False)
-    return module_level, in_functions
-
-
-def test_tasks_and_evaluate_have_no_import_cycles_nor_function_level_imports():
-    paths = sorted((SRC / "tasks").glob("*.py")) + sorted((SRC / "evaluate").glob("*.py"))
-    modules = {_module_name(path): path for path in paths}
-    edges = {}
-    for name, path in modules.items():
-        imported, inner = _peftlab_imports(path)
-        assert not inner, f"{path.name}: function-level peftlab imports on lines {inner}"
-        edges[name] = {target for target in (max((m for m in modules if i == m or i.startswith(m + ".")),
-                                                 key=len, default=None) for i in imported)
-                       if target and target != name}
-
-    def reachable(start: str) -> set[str]:
-        seen, todo = set(), list(edges[start])
-        while todo:
-            module = todo.pop()
-            if module not in seen:
-                seen.add(module)
-                todo.extend(edges[module])
-        return seen
-
-    cycles = [name for name in modules if name in reachable(name)]
-    assert not cycles, f"modules on an import cycle: {cycles}"
-    assert not any(target.startswith("peftlab.evaluate") for name in modules if name.startswith("peftlab.tasks")
-                   for target in edges[name])  # floor 2 never imports floor 3

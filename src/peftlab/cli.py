@@ -35,7 +35,7 @@ from peftlab.export import ExportConfig, export
 from peftlab.export.table import print_export
 from peftlab.files import jsonable
 from peftlab.methods import METHODS
-from peftlab.options import config_from_mapping, config_from_sources, read_config_file
+from peftlab.options import config_from_mapping, config_from_sources
 from peftlab.quiet import quiet_libraries
 from peftlab.recipe import compare as run_compare
 from peftlab.report import print_table

@@ -14,7 +14,7 @@ from statistics import mean
 from typing import Any
 
 from peftlab.report.markdown import md, table as markdown_table
-from peftlab.report.table import headline_metric
+from peftlab.report.tables import headline_metric
 from peftlab.study.summary import REFERENCE_METHOD, aggregate
 
 

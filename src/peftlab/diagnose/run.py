@@ -24,7 +24,6 @@ from peftlab.diagnose.spectrum import summarise_by_type, update_spectra
 from peftlab.diagnose.task_shape import task_shape
 from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.errors import ConfigError
-from peftlab.files import DIAGNOSIS_FILE
 from peftlab.measure import Phases
 from peftlab.methods import get_method
 from peftlab.models import load_classifier, load_config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from peftlab.report.table import human_bytes
+from peftlab.report.cells import human_bytes
 
 
 def print_export(summary: dict, console: Console) -> None:

@@ -13,9 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from peftlab.report.cells import human_bytes  # noqa: F401 - importable from here (export.table)
 from peftlab.report.tables import ReportTable, comparison, report_tables, robustness
-from peftlab.report.tables import headline_metric, quality_metrics  # noqa: F401 - importable from here (bench, study)
 
 BOXES = {"comparison": box.HEAVY_HEAD}  # the main table framed; the others plain (box.SIMPLE_HEAD)
 

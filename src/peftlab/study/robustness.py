@@ -43,9 +43,9 @@ def evaluate_saved_study(run_dir: str | Path, on_run_done: Callable[[dict], None
         except PeftlabError as error:  # a run folder deleted or damaged since: say so, evaluate the others
             run["robustness"] = {"status": "failed", "reason": str(error)}
         else:
-            model = model.to(device)
-            run["robustness"] = guarded(lambda: evaluate_robustness(model, tokenizer, study.robustness, device),
-                                        lambda text: write_log(run_dir, f"{run['method']}.robustness", text))
+            run["robustness"] = guarded(
+                lambda model=model.to(device): evaluate_robustness(model, tokenizer, study.robustness, device),
+                lambda text: write_log(run_dir, f"{run['method']}.robustness", text))
             del model
         write_json_atomic(run_dir / RESULTS_FILE, results)
         if on_run_done:

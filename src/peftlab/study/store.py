@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError
-from peftlab.files import STORE_FILE, jsonable
+from peftlab.files import jsonable
 
 FINISHED = ("ok", "failed", "pruned")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from peftlab.evaluate.stats import mean_std_interval, welch_test
-from peftlab.files import write_results
 from peftlab.study.runs import RunSpec
 from peftlab.tasks.kinds import task_kind_of
 
