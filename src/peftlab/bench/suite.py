@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from peftlab.errors import ConfigError, DataError
+from peftlab.options import config_from_mapping
 from peftlab.study.config import CompareConfig
 
 SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks"}
@@ -156,6 +157,7 @@ def _compare_overrides(values: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: 'compare' must be a mapping of compare options")
     allowed = {f.name for f in dataclasses.fields(CompareConfig)} - RESERVED_COMPARE_KEYS
     _known_keys(values, allowed, f"{where}, compare")
+    config_from_mapping(CompareConfig, values, f"{where}, compare")  # the values' types, as --config checks them
     return dict(values)
 
 
