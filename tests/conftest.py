@@ -10,6 +10,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json  # noqa: E402
 import random  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -100,3 +101,53 @@ def load_tiny_bert(tiny_bert_dir):
         return load_classifier(ref, TINY_LABELS)
 
     return load
+
+
+# --- a tiny decoder and two small prompted tasks (multiple choice, generation) ------------------------------------
+
+COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "blood": "red", "sun": "yellow"}
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer():
+    """The MiniLM WordPiece tokenizer with an EOS, as a decoder's (the name says its role in these tests)."""
+    from peftlab.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("minilm"))
+    tokenizer.eos_token = "[SEP]"
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm_tokenizer):
+    """A folder with a random 2-layer Llama causal LM (safetensors) and the SmolLM2 tokenizer (chat template)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    directory = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(smollm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, eos_token_id=smollm_tokenizer.eos_token_id,
+                         pad_token_id=smollm_tokenizer.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
+    smollm_tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def colour_bigbench(tmp_path_factory):
+    """A BIG-bench task.json: 'What colour is X?' with 6 choices, 60 examples (each object 10 times)."""
+    examples = [{"input": f"What colour is {thing}?", "target_scores": {c: int(c == colour) for c in COLOURS.values()}}
+                for _ in range(10) for thing, colour in COLOURS.items()]
+    path = tmp_path_factory.mktemp("bb") / "colours.json"
+    path.write_text(json.dumps({"name": "colours", "append_choices_to_input": False, "examples": examples}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_jsonl(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "colours.jsonl"
+    rows = [{"prompt": f"What colour is {thing}?", "completion": colour} for _ in range(10)
+            for thing, colour in COLOURS.items()]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path

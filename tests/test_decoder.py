@@ -26,19 +26,11 @@ from peftlab.tasks.encode import counted_tokens, encode_task, train_loader
 from peftlab.train import TrainConfig, train
 
 BIGBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bigbench"
-COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "blood": "red", "sun": "yellow"}
+from conftest import COLOURS
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
                  "{% if add_generation_prompt %}<assistant> {% endif %}")
-
-
-@pytest.fixture(scope="module")
-def smollm_tokenizer():
-    """The MiniLM WordPiece tokenizer with an EOS, as a decoder's (the name says its role in these tests)."""
-    tokenizer = load_tokenizer(resolve_model("minilm"))
-    tokenizer.eos_token = "[SEP]"
-    return tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -48,41 +40,6 @@ def chat_tokenizer(smollm_tokenizer):
     tokenizer = copy.deepcopy(smollm_tokenizer)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory, smollm_tokenizer):
-    """A folder with a random 2-layer Llama causal LM (safetensors) and the SmolLM2 tokenizer (chat template)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(smollm_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, eos_token_id=smollm_tokenizer.eos_token_id,
-                         pad_token_id=smollm_tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
-    smollm_tokenizer.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def colour_bigbench(tmp_path_factory):
-    """A BIG-bench task.json: 'What colour is X?' with 6 choices, 60 examples (each object 10 times)."""
-    examples = [{"input": f"What colour is {thing}?", "target_scores": {c: int(c == colour) for c in COLOURS.values()}}
-                for _ in range(10) for thing, colour in COLOURS.items()]
-    path = tmp_path_factory.mktemp("bb") / "colours.json"
-    path.write_text(json.dumps({"name": "colours", "append_choices_to_input": False, "examples": examples}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def colour_jsonl(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gen") / "colours.jsonl"
-    rows = [{"prompt": f"What colour is {thing}?", "completion": colour} for _ in range(10)
-            for thing, colour in COLOURS.items()]
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    return path
 
 
 # --- task types ------------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from report_data import results_json
 from rich.console import Console
-from test_decoder import colour_bigbench, colour_jsonl, smollm_tokenizer, tiny_llama_dir  # noqa: F401 - fixtures
 
 from peftlab.report import print_table
 from peftlab.report.markdown import md

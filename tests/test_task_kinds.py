@@ -7,7 +7,6 @@ metrics the record kept before the kinds existed.
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from peftlab.tasks.encode import encode_task
 from peftlab.tasks.kinds import DIAGNOSIS, ROBUSTNESS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "peftlab"
-COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "blood": "red", "sun": "yellow"}
 
 # name -> (selection metric, quality metrics (key, title), robustness applies, diagnosis applies, estimate task)
 EXPECTED = {
@@ -100,23 +98,6 @@ def test_every_kind_has_an_evaluation():
 
 # --- a loaded task's kind ------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def colour_bigbench(tmp_path_factory):
-    examples = [{"input": f"What colour is {thing}?", "target_scores": {c: int(c == colour) for c in COLOURS.values()}}
-                for _ in range(6) for thing, colour in COLOURS.items()]
-    path = tmp_path_factory.mktemp("bb") / "colours.json"
-    path.write_text(json.dumps({"name": "colours", "append_choices_to_input": False, "examples": examples}))
-    return path
-
-
-@pytest.fixture(scope="module")
-def colour_jsonl(tmp_path_factory):
-    path = tmp_path_factory.mktemp("gen") / "colours.jsonl"
-    path.write_text("\n".join(json.dumps({"prompt": f"What colour is {thing}?", "completion": colour})
-                              for _ in range(6) for thing, colour in COLOURS.items()))
-    return path
-
-
 def test_a_loaded_task_knows_its_kind(tiny_task_csv, colour_bigbench, colour_jsonl):
     classification = load_task(str(tiny_task_csv))
     assert classification.kind is CLASSIFICATION and classification.task_type == "classification"
@@ -134,28 +115,6 @@ def test_a_loaded_task_knows_its_kind(tiny_task_csv, colour_bigbench, colour_jso
 
 
 # --- encoding, model and evaluation of each kind, on tiny models ------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def decoder_tokenizer():
-    tokenizer = load_tokenizer(resolve_model("minilm"))
-    tokenizer.eos_token = "[SEP]"
-    return tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory, decoder_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(decoder_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, eos_token_id=decoder_tokenizer.eos_token_id,
-                         pad_token_id=decoder_tokenizer.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
-    decoder_tokenizer.save_pretrained(directory)
-    return directory
-
 
 def _old_run_metrics(task_type: str, test: dict, best_validation: dict, best_epoch: int) -> dict:
     """evaluate/by_task.py run_metrics as it was before the kinds (commit 8d04f24), verbatim."""
@@ -195,11 +154,11 @@ def test_classification_kind_on_a_tiny_bert(tiny_bert_dir, tiny_task_csv):
     _evaluate_as_the_kind(task, tiny_bert_dir, tokenizer, "BertForSequenceClassification")
 
 
-def test_multiple_choice_kind_on_a_tiny_llama(tiny_llama_dir, colour_bigbench, decoder_tokenizer):
+def test_multiple_choice_kind_on_a_tiny_llama(tiny_llama_dir, colour_bigbench, smollm_tokenizer):
     task = load_task(str(colour_bigbench), task_type="multiple-choice", max_eval_examples=4)
-    _evaluate_as_the_kind(task, tiny_llama_dir, decoder_tokenizer, "LlamaForCausalLM")
+    _evaluate_as_the_kind(task, tiny_llama_dir, smollm_tokenizer, "LlamaForCausalLM")
 
 
-def test_generation_kind_on_a_tiny_llama(tiny_llama_dir, colour_jsonl, decoder_tokenizer):
+def test_generation_kind_on_a_tiny_llama(tiny_llama_dir, colour_jsonl, smollm_tokenizer):
     task = load_task(str(colour_jsonl), max_eval_examples=4)
-    _evaluate_as_the_kind(task, tiny_llama_dir, decoder_tokenizer, "LlamaForCausalLM")
+    _evaluate_as_the_kind(task, tiny_llama_dir, smollm_tokenizer, "LlamaForCausalLM")
