@@ -86,17 +86,21 @@ def encode(value: Any, name: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, tuple):
-        return {"$tuple": [encode(item, f"{name}/{index}", tensors) for index, item in enumerate(value)]}
+        return {"$tuple": [encode(item, _join(name, index), tensors) for index, item in enumerate(value)]}
     if isinstance(value, list):
-        return [encode(item, f"{name}/{index}", tensors) for index, item in enumerate(value)]
+        return [encode(item, _join(name, index), tensors) for index, item in enumerate(value)]
     if isinstance(value, dict):
         if all(isinstance(key, str) and not key.startswith("$") for key in value):
-            return {key: encode(item, f"{name}/{key}", tensors) for key, item in value.items()}
-        return {"$items": [[encode(key, f"{name}/key", tensors), encode(item, f"{name}/{key}", tensors)]
+            return {key: encode(item, _join(name, key), tensors) for key, item in value.items()}
+        return {"$items": [[encode(key, _join(name, "key"), tensors), encode(item, _join(name, key), tensors)]
                            for key, item in value.items()]}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"a checkpoint cannot hold a {type(value).__name__} ({name})")
+
+
+def _join(name: str, part: Any) -> str:
+    return f"{name}/{part}" if name else str(part)
 
 
 def decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
