@@ -28,6 +28,7 @@ from peftlab.study.store import StudyStore
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train
+from peftlab.train.checkpoint import checkpoint_epoch
 
 BATCH = 16
 
@@ -108,10 +109,11 @@ def test_training_continues_from_its_epoch_checkpoint_as_if_uninterrupted(load_t
         if epoch == 2:
             raise Interrupt
 
-    checkpoint = tmp_path / "last.pt"
+    checkpoint = tmp_path / "last"
     with pytest.raises(Interrupt):
         train(model(), encoded, tokenizer, config, Accelerator(cpu=True), task.num_labels, checkpoint, stop_after_two)
-    assert torch.load(checkpoint, weights_only=False)["epoch"] == 2
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["state.json", "state.safetensors"]
+    assert checkpoint_epoch(checkpoint) == 2
     resumed_model = model()
     resumed = train(resumed_model, encoded, tokenizer, config, Accelerator(cpu=True), task.num_labels, checkpoint)
     assert resumed.steps == expected.steps == 4 * 6
@@ -153,7 +155,7 @@ def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(t
                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
-    while not list((out / "checkpoints").glob(f"*{target}*/last.pt")) and child.poll() is None and time.monotonic() < deadline:
+    while not list((out / "checkpoints").glob(f"*{target}*/last")) and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the target run's first epoch checkpoint: the study is inside that run
     time.sleep(delay)
     assert child.poll() is None, f"the study ended before the kill ({target}, {delay:.2f} s, seed {seed}): {child.stderr.read()[-2000:]}"

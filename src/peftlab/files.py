@@ -8,7 +8,7 @@ A study folder (``--out``) holds::
     diagnosis.json      the diagnosis, when one ran (DIAGNOSIS_FILE)
     report.html         the report
     runs/<name>/        one trained run each, with peftlab_run.json (RUN_FILE)
-    checkpoints/        epoch checkpoints of unfinished runs (CHECKPOINTS_DIR)
+    checkpoints/        epoch checkpoints of unfinished runs: <key>/last/, safetensors + JSON (CHECKPOINTS_DIR)
     logs/<name>.log     tracebacks of failed runs and probes (LOGS_DIR)
 """
 

@@ -17,6 +17,7 @@ import torch
 from peft import PeftModel
 
 from peftlab.errors import PeftlabError
+from peftlab.methods.peft_methods import require_safetensors_adapter
 from peftlab.models import ModelRef, load_classifier
 from peftlab.files import read_run_file
 
@@ -41,9 +42,9 @@ def load_adapters_on_one_base(adapter_dirs: Sequence[str | Path], names: Sequenc
     tokenizer = AutoTokenizer.from_pretrained(dirs[0])
     base = load_classifier(ModelRef(infos[0]["model"], infos[0]["model_path"]), infos[0]["label_names"],
                            tokenizer.pad_token_id)
-    model = PeftModel.from_pretrained(base, str(dirs[0]), adapter_name=names[0])
+    model = PeftModel.from_pretrained(base, str(require_safetensors_adapter(dirs[0])), adapter_name=names[0])
     for directory, name in zip(dirs[1:], names[1:]):
-        model.load_adapter(str(directory), adapter_name=name)
+        model.load_adapter(str(require_safetensors_adapter(directory)), adapter_name=name)
     model.eval()
     return model, tokenizer, names
 

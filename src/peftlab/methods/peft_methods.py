@@ -13,10 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
+from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from torch import nn
 
+from peftlab.errors import ModelError
 from peftlab.methods.base import Method, settings_object
 from peftlab.models import head_module_names
+
+
+def require_safetensors_adapter(directory: str | Path) -> Path:
+    """``directory``, checked to hold peft's ``adapter_model.safetensors``: without it peft would fall back to a
+    pickled ``adapter_model.bin``, and peftlab loads no pickle (it saves adapters as safetensors)."""
+    directory = Path(directory)
+    if not (directory / SAFETENSORS_WEIGHTS_NAME).is_file():
+        raise ModelError(f"{directory} has no {SAFETENSORS_WEIGHTS_NAME}: peftlab loads adapters saved as safetensors "
+                         f"only, never a pickled {WEIGHTS_NAME}")
+    return directory
 
 
 def peft_task_type(model: nn.Module) -> TaskType:
@@ -55,7 +67,7 @@ class PeftLibraryMethod(Method):
         model.save_pretrained(directory, safe_serialization=True)
 
     def load(self, base_model: nn.Module, directory: Path) -> nn.Module:
-        return PeftModel.from_pretrained(base_model, directory)
+        return PeftModel.from_pretrained(base_model, str(require_safetensors_adapter(directory)))
 
     def merge(self, model: nn.Module) -> nn.Module:
         if not self.mergeable:

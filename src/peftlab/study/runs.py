@@ -37,7 +37,8 @@ class RunSpec:
         return {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
 
     def checkpoint(self, out: Path) -> Path:
-        return Path(out) / CHECKPOINTS_DIR / re.sub(r"[^A-Za-z0-9.=-]+", "_", self.key) / "last.pt"
+        """The run's epoch checkpoint: a folder (state.safetensors + state.json, peftlab.train.checkpoint)."""
+        return Path(out) / CHECKPOINTS_DIR / re.sub(r"[^A-Za-z0-9.=-]+", "_", self.key) / "last"
 
 
 def study_seeds(first_seed: int, count: int) -> list[int]:

@@ -8,9 +8,11 @@ require gradients: the loop has no per-method branches. Measurement is a few exp
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -21,8 +23,10 @@ from transformers import get_linear_schedule_with_warmup
 
 from peftlab.evaluate import evaluate_split
 from peftlab.measure import optimizer_state_bytes
-from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, save_checkpoint
+from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from peftlab.tasks.encode import counted_tokens, train_loader
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -90,11 +94,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
 
     outcome, best_score, best_state, first_epoch = TrainOutcome(), -math.inf, None, 1
     saved = load_checkpoint(checkpoint)
-    if saved is not None:
-        restore_trainable_state(model, saved["trainable"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_rng_states(saved["rng"], generator)
+    if saved is not None and resume(saved, model, optimizer, scheduler, generator, checkpoint):
         outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
         first_epoch = saved["epoch"] + 1
     progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process else True)
@@ -136,6 +136,33 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     outcome.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     restore_trainable_state(model, best_state)
     return outcome
+
+
+def resume(saved: dict, model, optimizer, scheduler, generator: torch.Generator, checkpoint: Path) -> bool:
+    """Put a checkpoint's state into the model, optimizer, scheduler and RNGs; False (logged) when it does not fit
+    this run, with everything as it was before, so that the run trains from its start."""
+    before = (trainable_state(model), copy.deepcopy(optimizer.state_dict()), copy.deepcopy(scheduler.state_dict()),
+              rng_states(generator))
+    try:
+        shapes = {name: tuple(tensor.shape) for name, tensor in before[0].items()}
+        for key in ("trainable", "best_state"):  # best_state is None when no validation score was a number
+            if saved[key] is not None and {name: tuple(tensor.shape) for name, tensor in saved[key].items()} != shapes:
+                raise ValueError(f"its {key} does not hold this run's trainable parameters")
+        if set(saved["outcome"]) - {item.name for item in fields(TrainOutcome)}:
+            raise ValueError("its record has fields this peftlab does not know")
+        restore_trainable_state(model, saved["trainable"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_states(saved["rng"], generator)
+        return True
+    except Exception as error:  # noqa: BLE001 - a checkpoint that does not fit: start over, as without one
+        restore_trainable_state(model, before[0])
+        optimizer.load_state_dict(before[1])
+        scheduler.load_state_dict(before[2])
+        restore_rng_states(before[3], generator)
+        log.warning("ignoring the epoch checkpoint %s, which does not fit this run (%s: %s); this run trains from "
+                    "its start", checkpoint, type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
+        return False
 
 
 @torch.no_grad()
