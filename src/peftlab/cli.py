@@ -107,6 +107,11 @@ def _extra(name: str, default: Any, annotation: Any, *flags: str, help: str) -> 
 
 # --- compare ---------------------------------------------------------------------------------------------------------
 
+def waiting(holder: str) -> None:
+    """--wait: say once whom we wait for (stderr, so that --print-config and piped tables stay clean)."""
+    errors.print(f"waiting: {holder}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
     config = config_from_sources(CompareConfig, values["config"], given_on_command_line(ctx, values, CompareConfig))
     if values["print_config"]:
@@ -123,7 +128,7 @@ def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
         console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
 
     try:
-        results = run_compare(config, on_run_done=done)
+        results = run_compare(config, on_run_done=done, on_wait=waiting)
     except KeyboardInterrupt:
         errors.print(f"interrupted; the runs that finished are in {out}/results.json")
         raise typer.Exit(130) from None
@@ -173,13 +178,16 @@ def robustness_command(
     perturb_severity: Optional[float] = typer.Option(None, help="Share of the words each perturbation touches."),
     attack_examples: Optional[int] = typer.Option(None, help="Test examples attacked per method."),
     attack_query_budget: Optional[int] = typer.Option(None, help="Model queries per attacked example and attack."),
+    wait: bool = typer.Option(False, "--wait", help="When another peftlab process is writing the study, wait for "
+                              "it to finish instead of exiting."),
 ) -> None:
     """Evaluate the robustness of every method a study saved (no training); update its results.json."""
 
     def done(run: dict) -> None:
         console.print(f"[bold]{run['method']}[/bold]: robustness {run['robustness'].get('status', 'ok')}")
 
-    results = evaluate_saved_study(run_dir, on_run_done=done, robust_set=robust_set, perturb_examples=perturb_examples,
+    results = evaluate_saved_study(run_dir, on_run_done=done, wait=wait, on_wait=waiting, robust_set=robust_set,
+                                   perturb_examples=perturb_examples,
                                    perturb_severity=perturb_severity, attack_examples=attack_examples,
                                    attack_query_budget=attack_query_budget)
     print_robustness_table(results, console)
