@@ -33,7 +33,7 @@ from peftlab.estimate.load import read_method_overrides
 from peftlab.estimate.table import print_estimate
 from peftlab.export import ExportConfig, export
 from peftlab.export.table import print_export
-from peftlab.files import jsonable
+from peftlab.files import RESULTS_FILE, jsonable
 from peftlab.methods import METHODS
 from peftlab.options import config_from_mapping, config_from_sources
 from peftlab.quiet import quiet_libraries
@@ -107,6 +107,13 @@ def _extra(name: str, default: Any, annotation: Any, *flags: str, help: str) -> 
 
 # --- compare ---------------------------------------------------------------------------------------------------------
 
+def interrupted_message(out: str | Path) -> str:
+    """What Ctrl-C leaves: results.json only once a run has finished (it is written after each)."""
+    if (Path(out) / RESULTS_FILE).is_file():
+        return f"interrupted; the runs that finished are in {out}/{RESULTS_FILE}"
+    return f"interrupted; no run had finished (re-run the same command to start the study in {out} again)"
+
+
 def waiting(holder: str) -> None:
     """--wait: say once whom we wait for (stderr, so that --print-config and piped tables stay clean)."""
     errors.print(f"waiting: {holder}", markup=False, highlight=False, soft_wrap=True)
@@ -130,7 +137,7 @@ def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
     try:
         results = run_compare(config, on_run_done=done, on_wait=waiting)
     except KeyboardInterrupt:
-        errors.print(f"interrupted; the runs that finished are in {out}/results.json")
+        errors.print(interrupted_message(out), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     print_table(results, console)
     if config.diagnose:
