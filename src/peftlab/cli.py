@@ -33,7 +33,7 @@ from peftlab.estimate.load import read_method_overrides
 from peftlab.estimate.table import print_estimate
 from peftlab.export import ExportConfig, export
 from peftlab.export.table import print_export
-from peftlab.files import jsonable
+from peftlab.files import RESULTS_FILE, jsonable
 from peftlab.methods import METHODS
 from peftlab.options import config_from_mapping, config_from_sources
 from peftlab.quiet import quiet_libraries
@@ -107,6 +107,18 @@ def _extra(name: str, default: Any, annotation: Any, *flags: str, help: str) -> 
 
 # --- compare ---------------------------------------------------------------------------------------------------------
 
+def interrupted_message(out: str | Path) -> str:
+    """What Ctrl-C leaves: results.json only once a run has finished (it is written after each)."""
+    if (Path(out) / RESULTS_FILE).is_file():
+        return f"interrupted; the runs that finished are in {out}/{RESULTS_FILE}"
+    return f"interrupted; no run had finished (re-run the same command to start the study in {out} again)"
+
+
+def waiting(holder: str) -> None:
+    """--wait: say once whom we wait for (stderr, so that --print-config and piped tables stay clean)."""
+    errors.print(f"waiting: {holder}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
     config = config_from_sources(CompareConfig, values["config"], given_on_command_line(ctx, values, CompareConfig))
     if values["print_config"]:
@@ -123,9 +135,9 @@ def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
         console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
 
     try:
-        results = run_compare(config, on_run_done=done)
+        results = run_compare(config, on_run_done=done, on_wait=waiting)
     except KeyboardInterrupt:
-        errors.print(f"interrupted; the runs that finished are in {out}/results.json")
+        errors.print(interrupted_message(out), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     print_table(results, console)
     if config.diagnose:
@@ -173,13 +185,16 @@ def robustness_command(
     perturb_severity: Optional[float] = typer.Option(None, help="Share of the words each perturbation touches."),
     attack_examples: Optional[int] = typer.Option(None, help="Test examples attacked per method."),
     attack_query_budget: Optional[int] = typer.Option(None, help="Model queries per attacked example and attack."),
+    wait: bool = typer.Option(False, "--wait", help="When another peftlab process is writing the study, wait for "
+                              "it to finish instead of exiting."),
 ) -> None:
     """Evaluate the robustness of every method a study saved (no training); update its results.json."""
 
     def done(run: dict) -> None:
         console.print(f"[bold]{run['method']}[/bold]: robustness {run['robustness'].get('status', 'ok')}")
 
-    results = evaluate_saved_study(run_dir, on_run_done=done, robust_set=robust_set, perturb_examples=perturb_examples,
+    results = evaluate_saved_study(run_dir, on_run_done=done, wait=wait, on_wait=waiting, robust_set=robust_set,
+                                   perturb_examples=perturb_examples,
                                    perturb_severity=perturb_severity, attack_examples=attack_examples,
                                    attack_query_budget=attack_query_budget)
     print_robustness_table(results, console)

@@ -10,6 +10,7 @@ A study folder (``--out``) holds::
     runs/<name>/        one trained run each, with peftlab_run.json (RUN_FILE)
     checkpoints/        epoch checkpoints of unfinished runs: <key>/last/, safetensors + JSON (CHECKPOINTS_DIR)
     logs/<name>.log     tracebacks of failed runs and probes (LOGS_DIR)
+    .peftlab.lock       the one-writer lock, held by the process writing the study (LOCK_FILE, peftlab.lock)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ RUN_FILE = "peftlab_run.json"
 RUNS_DIR = "runs"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
+LOCK_FILE = ".peftlab.lock"
 
 
 def jsonable(value: Any) -> Any:

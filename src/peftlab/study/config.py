@@ -81,6 +81,10 @@ class ExecutionOptions:
     workers: int = option(1, "Local worker processes running runs in parallel.")
     ray_address: str | None = option(None, "Address of an existing Ray cluster (default: start a local one).")
     retry_failed: bool = option(False, "On resume, run again the runs stored as failed.", flag="--retry-failed")
+    restart: bool = option(False, "Start the study in --out again: its store and results.json are moved aside "
+                           "(study.sqlite.<time>.bak), run folders are kept until replaced.", flag="--restart")
+    wait: bool = option(False, "When another peftlab process is writing the study in --out, wait for it to finish "
+                        "instead of exiting.", flag="--wait")
 
 
 @dataclass

@@ -5,7 +5,9 @@ folder is refused), runs the learning-rate search when asked (:mod:`peftlab.stud
 (:mod:`peftlab.study.runs`), hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
 (:mod:`peftlab.study.summary`). Under a multi-process launch every process trains each run and only the main
-process reads and writes the store.
+process reads and writes the store. The caller holds the study folder's lock (:mod:`peftlab.lock`, taken by
+:func:`peftlab.recipe.compare`): one driver per folder. ``--restart`` sets the old store aside first
+(:func:`peftlab.study.store.set_aside`); an emptied OUT/checkpoints/ is removed at the end.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from peftlab.errors import ConfigError
-from peftlab.files import STORE_FILE, write_results
+from peftlab.files import CHECKPOINTS_DIR, STORE_FILE, write_results
 from peftlab.study.backends import backend_runs
 from peftlab.study.inputs import RunContext, study_header, study_identity
 from peftlab.study.runs import RunSpec, plan_runs
-from peftlab.study.store import FINISHED, StudyStore
+from peftlab.study.store import FINISHED, StudyStore, set_aside
 from peftlab.study.summary import derive_results
 from peftlab.study.tuning import tune_learning_rates
 
@@ -33,6 +35,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1):
         raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers "
                           "and --backend ray there")
+    if main and config.restart:
+        set_aside(out)
     store = StudyStore(out / STORE_FILE) if main else None
     header = study_header(context.study, accelerator)
     if main:
@@ -74,7 +78,16 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     results = derive_results(header, specs, records, tuning)
     if main:
         write_results(out, results)
+        _remove_if_empty(out / CHECKPOINTS_DIR)
     return results
+
+
+def _remove_if_empty(folder) -> None:
+    """Every finished run deletes its checkpoint folder; the emptied parent goes too (kept when a run left one)."""
+    try:
+        folder.rmdir()
+    except OSError:  # missing, or not empty
+        pass
 
 
 def _broadcast(accelerator: Accelerator, value):

@@ -6,19 +6,26 @@ artifact folder and the full record as JSON. Every write is one transaction (the
 a context manager commits or rolls back), so a process killed at any point leaves the last committed state:
 a run is either finished with its whole record or not finished. results.json is derived from the store.
 
-Only one process writes (the study's driver); worker processes and Ray tasks return their records to it.
+Only one process writes (the study's driver, holding the folder's lock: :mod:`peftlab.lock`); worker processes
+and Ray tasks return their records to it.
+
+A file that is not a store, or a store damaged inside (a page overwritten: ``PRAGMA quick_check`` on opening,
+and any ``sqlite3.DatabaseError`` on a later read or write), is one :class:`ConfigError` saying what is left and
+what to do. :func:`set_aside` moves a store away (``--restart``) so that the study starts again.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError
-from peftlab.files import jsonable
+from peftlab.files import CHECKPOINTS_DIR, RESULTS_FILE, RUNS_DIR, STORE_FILE, jsonable
 
 FINISHED = ("ok", "failed", "pruned")
 
@@ -62,11 +69,25 @@ class StudyStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = None
         try:
-            with self._connect() as connection:
+            connection = self._connect()
+            with connection:
                 connection.executescript(SCHEMA)
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]  # reads every page: damage shows now
         except sqlite3.DatabaseError as error:
-            raise ConfigError(f"{self.path} is not a readable study store ({error}); pass another --out") from None
+            raise self._damaged(error) from None
+        finally:
+            if connection is not None:
+                connection.close()
+        if problem != "ok":
+            raise self._damaged(problem)
+
+    def _damaged(self, error: BaseException | str) -> ConfigError:
+        return ConfigError(
+            f"{self.path} is not a readable study store: it is damaged ({_short(error)}); the runs' artifacts "
+            f"({RUNS_DIR}/) and {RESULTS_FILE} beside it are still there; move {self.path.name} away (--restart "
+            "does, keeping it as a .bak) or pass another --out to start the study again")
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=60)
@@ -74,10 +95,15 @@ class StudyStore:
         return connection
 
     def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        connection = self._connect()
+        try:
+            connection = self._connect()
+        except sqlite3.DatabaseError as error:
+            raise self._damaged(error) from None
         try:
             with connection:  # one transaction: committed on success, rolled back on error
                 return connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise self._damaged(error) from None
         finally:
             connection.close()
 
@@ -85,7 +111,7 @@ class StudyStore:
 
     def get(self, name: str) -> Any:
         rows = self._execute("SELECT value FROM study WHERE name = ?", (name,))
-        return json.loads(rows[0]["value"]) if rows else None
+        return self._json(rows[0]["value"]) if rows else None
 
     def put(self, name: str, value: Any) -> None:
         self._execute("INSERT INTO study (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -100,19 +126,32 @@ class StudyStore:
         changed = sorted(key for key in set(stored) | set(identity) if stored.get(key) != jsonable(identity.get(key)))
         if changed:
             raise ConfigError(f"{self.path.parent} holds a different study (it differs in {', '.join(changed)}); "
-                              "re-run with the same options to resume it, or pass another --out")
+                              "re-run with the same options to resume it, pass another --out, or add --restart to "
+                              f"move its store aside ({self.path.name}.<time>.bak, artifacts kept) and start again")
+
+    def _json(self, text: str | None) -> Any:
+        try:
+            return json.loads(text) if text is not None else None
+        except ValueError as error:  # bytes changed inside a row: valid pages, unreadable values
+            raise self._damaged(f"a stored value is not JSON: {error}") from None
+
+    def _row(self, row: sqlite3.Row) -> dict[str, Any]:
+        data = dict(row)
+        for key in ("config", "metrics", "cost", "record"):
+            data[key] = self._json(data[key])
+        return data
 
     # --- runs ----------------------------------------------------------------------------------------------------
 
     def run(self, run_key: str) -> dict[str, Any] | None:
         rows = self._execute("SELECT * FROM runs WHERE run_key = ?", (run_key,))
-        return _row(rows[0]) if rows else None
+        return self._row(rows[0]) if rows else None
 
     def runs(self, phase: str | None = None) -> list[dict[str, Any]]:
         sql, parameters = "SELECT * FROM runs", ()
         if phase:
             sql, parameters = sql + " WHERE phase = ?", (phase,)
-        return [_row(row) for row in self._execute(sql + " ORDER BY rowid", parameters)]
+        return [self._row(row) for row in self._execute(sql + " ORDER BY rowid", parameters)]
 
     def start(self, run_key: str, phase: str, method: str, seed: int, learning_rate: float | None) -> int:
         """Mark a run as running (counting the attempt); returns how many times it has been started."""
@@ -136,8 +175,28 @@ class StudyStore:
         return row is not None and row["status"] in FINISHED
 
 
-def _row(row: sqlite3.Row) -> dict[str, Any]:
-    data = dict(row)
-    for key in ("config", "metrics", "cost", "record"):
-        data[key] = json.loads(data[key]) if data[key] is not None else None
-    return data
+def set_aside(folder: str | Path) -> Path | None:
+    """Move a study folder's store aside so that the study starts again (``--restart``): study.sqlite (with any
+    journal SQLite left beside it) and results.json become ``<name>.<UTC time>.bak``; the epoch checkpoints of
+    unfinished runs (which would resume under the new study) are deleted; the runs' artifacts stay (each is
+    replaced when the new study saves that run). Returns the store's new path, or None when there was none."""
+    folder = Path(folder)
+    store = folder / STORE_FILE
+    if not store.exists():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    suffix, n = f".{stamp}.bak", 1
+    while (folder / f"{STORE_FILE}{suffix}").exists():
+        suffix, n = f".{stamp}-{n}.bak", n + 1
+    for name in (STORE_FILE, f"{STORE_FILE}-journal", f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", RESULTS_FILE):
+        if (folder / name).exists():
+            os.replace(folder / name, folder / f"{name}{suffix}")
+    shutil.rmtree(folder / CHECKPOINTS_DIR, ignore_errors=True)
+    return folder / f"{STORE_FILE}{suffix}"
+
+
+def _short(error: BaseException | str, limit: int = 80) -> str:
+    """SQLite's message in one short printable line (a decoding error quotes the damaged bytes)."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in lines[0])
+    return text if len(text) <= limit else text[:limit] + "..."
