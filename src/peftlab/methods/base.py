@@ -42,11 +42,14 @@ ESTIMATE_PLANS = ("full", "head", "bitfit", "lora", "ia3", "adapter", "prompt", 
 
 @dataclass(frozen=True)
 class SettingRange:
-    """The values a numeric setting may take: ``low``/``high`` bounds, inclusive unless ``low_open``."""
+    """The values a numeric setting may take: ``low``/``high`` bounds, inclusive unless ``low_open``; ``kind``, when
+    given, is the type checked instead of the settings class's annotation (peft annotates ``lora_alpha: int``, yet
+    any positive number works)."""
 
     low: float | None = None
     high: float | None = None
     low_open: bool = False
+    kind: type | None = None
 
     def admits(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -65,8 +68,8 @@ def at_least(low: float) -> SettingRange:
     return SettingRange(low)
 
 
-def positive() -> SettingRange:
-    return SettingRange(0, low_open=True)
+def positive(kind: type | None = None) -> SettingRange:
+    return SettingRange(0, low_open=True, kind=kind)
 
 
 def between(low: float, high: float) -> SettingRange:
@@ -119,11 +122,11 @@ class Method:
         or a ``validate()`` it has): everything training would trip over later, said before anything runs."""
         hints = _type_hints(self.settings_class)
         for key, value in settings.items():
-            hint = hints.get(key)
+            bounds = self.setting_ranges.get(key)
+            hint = bounds.kind if bounds is not None and bounds.kind is not None else hints.get(key)
             if hint is not None and not value_fits(value, hint):
                 raise MethodError(f"method '{self.name}': setting '{key}' must be {describe_type(hint)}, got "
                                   f"{value!r}{_yaml_hint(value, hint)}")
-            bounds = self.setting_ranges.get(key)
             if bounds is not None and not bounds.admits(value):
                 raise MethodError(f"method '{self.name}': setting '{key}' must be {bounds.describe()}, got {value!r}")
         required = [f.name for f in dataclasses.fields(self.settings_class) if f.init and f.name not in settings

@@ -68,7 +68,7 @@ LORA_UPDATE = {"lora_A": 0.0, "lora_B": 0.0}  # DoRA's lora_magnitude_vector is 
 # lora_dropout 0 (peft's own default): on the default study 80.0% vs 80.1% test accuracy with 0.1, and LoRA's step
 # 0.87x instead of 1.09x full fine-tuning's, peak 0.75x instead of 1.01x (docs/PERFORMANCE.md).
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
-LORA_RANGES = {"r": at_least(1), "lora_alpha": positive(), "lora_dropout": between(0, 1)}
+LORA_RANGES = {"r": at_least(1), "lora_alpha": positive(float), "lora_dropout": between(0, 1)}
 VIRTUAL_TOKEN_RANGES = {"num_virtual_tokens": at_least(1)}
 
 LORA = PeftLibraryMethod(
