@@ -172,4 +172,5 @@ def study_identity(context: RunContext) -> dict[str, Any]:
         "budget": config.budget(), "seed": config.seed, "method_overrides": study.overrides,
         "robustness": study.robustness.describe()["settings"] if study.robustness else None,
         "task_type": study.task.kind.name, "memory": asdict(config.memory_options()),
+        **({"tokenizer": config.tokenizer} if config.tokenizer else {}),  # absent when unset: older stores resume
     }
