@@ -184,9 +184,11 @@ def test_unknown_setting_is_a_method_error(method_name, key, load_tiny_bert):
 
 def test_bad_setting_value_is_a_method_error(load_tiny_bert):
     base = load_tiny_bert()
-    settings, _ = get_method("adapter").resolve(base, {"nonlinearity": "swishy"})
-    with pytest.raises(MethodError, match="swishy"):
-        get_method("adapter").apply(base, settings)
+    with pytest.raises(MethodError, match="swishy"):  # refused when the settings are resolved, before applying
+        get_method("adapter").resolve(base, {"nonlinearity": "swishy"})
+    settings, _ = get_method("adapter").resolve(base, {})
+    with pytest.raises(MethodError, match="swishy"):  # and by apply too, for settings that skipped the check
+        get_method("adapter").apply(base, {**settings, "nonlinearity": "swishy"})
 
 
 def test_parse_methods():

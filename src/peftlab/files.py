@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peftlab.errors import PeftlabError
+from peftlab.errors import ConfigError, PeftlabError
 
 RESULTS_FILE = "results.json"
 STORE_FILE = "study.sqlite"
@@ -75,6 +75,24 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_writable_folder(folder: str | Path, option: str = "--out") -> Path:
+    """Create ``folder`` (and its parents) if missing and write and remove a probe file in it: the ConfigError for an
+    output folder that cannot be written comes before any work, not after it. Returns the folder."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder} is a file; pass a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".peftlab-write-check.", suffix=".tmp")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        where = f" ({error.filename})" if error.filename and Path(error.filename) != folder else ""
+        raise ConfigError(f"cannot write to {option} {folder}: {reason}{where}; pick a folder you can write") from None
+    return folder
 
 
 def write_results(out: Path, results: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from peftlab.bench.suite import Suite, SuiteTask
 from peftlab.bench.table import suite_markdown, suite_table
 from peftlab.errors import ConfigError
-from peftlab.files import RESULTS_FILE, write_json_atomic, write_text_atomic
+from peftlab.files import RESULTS_FILE, check_writable_folder, write_json_atomic, write_text_atomic
 from peftlab.recipe import compare
 from peftlab.study import CompareConfig, prepare_study
 
@@ -38,7 +38,8 @@ def run_suite(suite: Suite, out: str | Path, on_task: Callable[[SuiteTask, int],
     reusable = _finished_before(out, suite)
     configs = {task.name: task_config(suite, task, out) for task in suite.tasks}
     for config in configs.values():
-        prepare_study(config)  # raises the task's input error before anything trains or is written
+        prepare_study(config, writes_out=False)  # raises the task's input error before anything trains or is written
+    check_writable_folder(out)  # once every task's inputs are good: OUT/suite.json and each task's folder go there
     finished: dict[str, dict] = {}
     for index, task in enumerate(suite.tasks):
         if on_task:

@@ -101,9 +101,10 @@ class RobustnessSuite:
 # --- building the suite -----------------------------------------------------------------------------------------
 
 def build_suite(task, tokenizer, embeddings: torch.Tensor, max_length: int,
-                settings: RobustnessSettings) -> RobustnessSuite:
+                settings: RobustnessSettings, robust_set: tuple[Examples, dict] | None = None) -> RobustnessSuite:
     """Sample, perturb and prepare the attacks on the task's test split; read the robust set (DataError if it
-    cannot be used). ``embeddings``: the base model's input embeddings, for the word-substitution neighbours."""
+    cannot be used), unless ``robust_set`` is what :func:`load_robust_set` already read from it. ``embeddings``: the
+    base model's input embeddings, for the word-substitution neighbours."""
     settings.check()
     test = task.splits["test"]
     examples = Examples(list(test["text"]), list(test["text_pair"]) if task.has_text_pair else None,
@@ -121,7 +122,8 @@ def build_suite(task, tokenizer, embeddings: torch.Tensor, max_length: int,
         neighbours = neighbour_table(attack_words(attack.texts), vocabulary, embeddings, settings.attack)
     suite = RobustnessSuite(settings, max_length, clean, perturbed, attack, neighbours, skipped)
     if settings.robust_set:
-        suite.robust_set, suite.robust_set_info = load_robust_set(settings.robust_set, task, tokenizer, max_length)
+        suite.robust_set, suite.robust_set_info = robust_set or load_robust_set(settings.robust_set, task, tokenizer,
+                                                                                max_length)
     return suite
 
 

@@ -19,7 +19,7 @@ EVAL_BATCH_SIZE = 64
 def study_test_task(study_dir: Path, study: dict):
     """The study's task with only its test split, checked against the recorded dataset fingerprint."""
     try:
-        task = reload_study(study, study_dir, robustness=False).task
+        task = reload_study(study, study_dir, robustness=False, writes_out=False).task
     except PeftlabError as error:
         raise PeftlabError(f"cannot rebuild the study's test split to measure compression: {error}") from None
     return dataclasses.replace(task, splits={"test": task.splits["test"]})

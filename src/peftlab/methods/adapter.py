@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from peftlab.errors import MethodError
-from peftlab.methods.base import Method, settings_object
+from peftlab.methods.base import Method, at_least, settings_object
 from peftlab.models import head_module_names
 
 __all__ = [
@@ -429,6 +429,7 @@ ADAPTER = BottleneckAdapterMethod(
     settings_class=BottleneckAdapterConfig,
     defaults={"bottleneck_size": 64, "nonlinearity": "gelu", "init_scale": 1e-3},
     estimate_plan="adapter",  # the head trains in place (no copy); adapters follow the base's dtype
+    setting_ranges={"bottleneck_size": at_least(1), "init_scale": at_least(0)},
     merge_blocker="bottleneck adapters add new layers (down-projection, nonlinearity, up-projection) after "
     "each projection; a nonlinear layer cannot be folded into the existing linear weights",
 )

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import enum
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,42 @@ TRAINING_KEYS = ("learning_rate",)
 
 # The plans peftlab.estimate has (estimate/plans.py builds each); a method names one of them in `estimate_plan`.
 ESTIMATE_PLANS = ("full", "head", "bitfit", "lora", "ia3", "adapter", "prompt", "prefix")
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The values a numeric setting may take: ``low``/``high`` bounds, inclusive unless ``low_open``; ``kind``, when
+    given, is the type checked instead of the settings class's annotation (peft annotates ``lora_alpha: int``, yet
+    any positive number works)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    kind: type | None = None
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'greater than' if self.low_open else 'at least'} {self.low:g}"
+        return f"between {self.low:g} and {self.high:g}"
+
+
+def at_least(low: float) -> SettingRange:
+    return SettingRange(low)
+
+
+def positive(kind: type | None = None) -> SettingRange:
+    return SettingRange(0, low_open=True, kind=kind)
+
+
+def between(low: float, high: float) -> SettingRange:
+    return SettingRange(low, high)
 
 
 @dataclass
@@ -57,6 +96,9 @@ class Method:
     trains_base_weights: bool = False  # it trains tensors of the base itself (refused on a 4/8-bit base)
     head_copy: bool = False  # a classifier's head trains as a copy beside the frozen original (peft's modules_to_save)
     added_parameters_fp32: bool = False  # added parameters stay fp32 on a 16-bit base (peft's autocast_adapter_dtype)
+    # the ranges of the settings whose type alone does not say what works (r >= 1, a dropout in [0, 1]); the type
+    # of every setting is checked against the settings class's annotations (check_settings)
+    setting_ranges: dict[str, SettingRange] = field(default_factory=dict)
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
@@ -72,6 +114,29 @@ class Method:
                 )
         if "learning_rate" in overrides:
             parse_learning_rate(self.name, overrides["learning_rate"])
+        self.check_settings({**self.defaults, **{k: v for k, v in overrides.items() if k not in TRAINING_KEYS}})
+
+    def check_settings(self, settings: dict[str, Any]) -> None:
+        """MethodError for a setting of the wrong type (against the settings class's annotations) or outside its
+        range (``setting_ranges``), or that the settings class itself refuses once built (its ``__post_init__``,
+        or a ``validate()`` it has): everything training would trip over later, said before anything runs."""
+        hints = _type_hints(self.settings_class)
+        for key, value in settings.items():
+            bounds = self.setting_ranges.get(key)
+            hint = bounds.kind if bounds is not None and bounds.kind is not None else hints.get(key)
+            if hint is not None and not value_fits(value, hint):
+                raise MethodError(f"method '{self.name}': setting '{key}' must be {describe_type(hint)}, got "
+                                  f"{value!r}{_yaml_hint(value, hint)}")
+            if bounds is not None and not bounds.admits(value):
+                raise MethodError(f"method '{self.name}': setting '{key}' must be {bounds.describe()}, got {value!r}")
+        required = [f.name for f in dataclasses.fields(self.settings_class) if f.init and f.name not in settings
+                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING] \
+            if dataclasses.is_dataclass(self.settings_class) else []
+        if required:  # filled in from the model (default_settings): the class is built when the run applies it
+            return
+        built = settings_object(self, settings)
+        if callable(getattr(built, "validate", None)):
+            built.validate()
 
     def default_settings(self, model: nn.Module) -> dict[str, Any]:
         """Settings for this model before user overrides (model-aware methods override this)."""
@@ -137,5 +202,84 @@ def settings_object(method: Method, settings: dict[str, Any]):
     """Instantiate the settings class; a bad value is the user's MethodError, not a traceback."""
     try:
         return method.settings_class(**copy.deepcopy(settings))
-    except (TypeError, ValueError) as error:
-        raise MethodError(f"bad settings for method '{method.name}': {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise MethodError(f"bad settings for method '{method.name}': {reason}") from None
+
+
+# --- setting types, from the settings class's annotations -----------------------------------------------------------
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The annotations of the settings class's fields; {} when they cannot be resolved (nothing is checked)."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - unresolvable annotations of a user's class: check nothing rather than fail
+        return {}
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name in hints} \
+        if dataclasses.is_dataclass(cls) else hints
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Does a YAML value fit a type annotation? int is not bool, float takes ints; unknown annotations fit all."""
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    if hint is type(None):
+        return value is None
+    if origin is typing.Union or (origin is not None and type(origin).__name__ == "UnionType") or \
+            type(hint).__name__ == "UnionType":
+        enums = [a for a in arguments if isinstance(a, type) and issubclass(a, enum.Enum)]
+        if enums and str in arguments and isinstance(value, str):  # peft's `Union[TaskType, str]`: a member's name
+            return any(value_fits(value, e) for e in enums)
+        return any(value_fits(value, argument) for argument in arguments)
+    if origin is typing.Literal:
+        return value in arguments or (isinstance(value, enum.Enum) and value.value in arguments)
+    if origin in (list, tuple, set, frozenset) or hint in (list, tuple, set, frozenset):
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            return False
+        item = arguments[0] if arguments and origin is not tuple else None
+        return item is None or all(value_fits(v, item) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return isinstance(value, hint) or value in {m.value for m in hint} or value in hint.__members__
+    return True  # a class of its own (a nested config, a callable): its constructor judges
+
+
+def describe_type(hint: Any) -> str:
+    origin, arguments = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None):
+        return "null"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, arguments))
+    if origin is typing.Union or type(hint).__name__ == "UnionType":
+        enums = [a for a in arguments if isinstance(a, type) and issubclass(a, enum.Enum)]
+        shown = [a for a in arguments if not (enums and a is str)]  # Union[TaskType, str]: the member names say it
+        return " or ".join(dict.fromkeys(describe_type(a) for a in shown))
+    if origin in (list, tuple, set, frozenset) or hint in (list, tuple, set, frozenset):
+        plural = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}
+        item = arguments[0] if arguments and origin is not tuple else None
+        return f"a list of {plural.get(item) or describe_type(item)}" if item is not None else "a list"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in hint)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _yaml_hint(value: Any, hint: Any) -> str:
+    """YAML reads `1e-3` (no dot) as text: say how to write the number."""
+    if isinstance(value, str) and value_fits(1.0, hint):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " (YAML reads a number without a dot, like 1e-3, as text: write 1.0e-3)"
+    return ""

@@ -17,7 +17,7 @@ from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
 from torch import nn
 
 from peftlab.errors import ModelError
-from peftlab.methods.base import Method, settings_object
+from peftlab.methods.base import Method, at_least, between, positive, settings_object
 from peftlab.models import head_module_names
 
 
@@ -80,6 +80,8 @@ LORA_UPDATE = {"lora_A": 0.0, "lora_B": 0.0}  # DoRA's lora_magnitude_vector is 
 # lora_dropout 0 (peft's own default): on the default study 80.0% vs 80.1% test accuracy with 0.1, and LoRA's step
 # 0.87x instead of 1.09x full fine-tuning's, peak 0.75x instead of 1.01x (docs/PERFORMANCE.md).
 LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
+LORA_RANGES = {"r": at_least(1), "lora_alpha": positive(float), "lora_dropout": between(0, 1)}
+VIRTUAL_TOKEN_RANGES = {"num_virtual_tokens": at_least(1)}
 
 LORA = PeftLibraryMethod(
     name="lora",
@@ -90,6 +92,7 @@ LORA = PeftLibraryMethod(
     mergeable=True,
     update_tensors=dict(LORA_UPDATE),
     estimate_plan="lora",
+    setting_ranges=dict(LORA_RANGES),
 )
 
 DORA = PeftLibraryMethod(
@@ -101,6 +104,7 @@ DORA = PeftLibraryMethod(
     mergeable=True,
     update_tensors=dict(LORA_UPDATE),
     estimate_plan="lora",  # the LoRA plan reads use_dora from the settings
+    setting_ranges=dict(LORA_RANGES),
 )
 
 IA3 = PeftLibraryMethod(
@@ -121,6 +125,7 @@ PROMPT = PeftLibraryMethod(
     settings_class=PromptTuningConfig,
     defaults={"num_virtual_tokens": 20, "prompt_tuning_init": "SAMPLE_VOCAB"},
     estimate_plan="prompt",
+    setting_ranges=dict(VIRTUAL_TOKEN_RANGES),
     merge_blocker="prompt tuning prepends learned virtual-token embeddings to every input; they are extra "
     "inputs, not a change of any weight, so there is nothing to fold them into",
 )
@@ -132,6 +137,7 @@ PREFIX = PeftLibraryMethod(
     settings_class=PrefixTuningConfig,
     defaults={"num_virtual_tokens": 20},
     estimate_plan="prefix",
+    setting_ranges=dict(VIRTUAL_TOKEN_RANGES),
     merge_blocker="prefix tuning adds learned key/value prefixes to the attention of every layer; they are "
     "extra tokens, not a change of any weight, so they cannot be folded into the weights",
 )

@@ -92,9 +92,12 @@ def read_overrides_file(path: str | Path) -> dict[str, dict[str, Any]]:
     An entry with no settings (`lora:`) means the defaults. Shared by `compare` and `estimate`.
     """
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as error:
-        raise ConfigError(f"cannot read --method-config {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read --method-config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"--method-config {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                          "save it as UTF-8 YAML") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"--method-config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if isinstance(data, dict):
@@ -105,10 +108,12 @@ def read_overrides_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Per-method overrides from YAML, validated against each method's settings class."""
-    if path is None:
-        return {}
-    data = read_overrides_file(path)
+    """Per-method overrides from YAML, validated against each method's settings class: every entry of the file, and
+    the settings each of ``methods`` will run with (its defaults and overrides, built into its settings object)."""
+    data = read_overrides_file(path) if path is not None else {}
     for name, overrides in data.items():
         get_method(name).check_overrides(overrides)
+    for name in methods:
+        if name not in data:
+            get_method(name).check_overrides({})
     return {name: overrides for name, overrides in data.items() if name in methods}

@@ -3,23 +3,27 @@
 from peftlab.models.aliases import MODEL_ALIASES
 from peftlab.models.load import (
     ModelRef,
+    check_weights,
     head_module_names,
     load_base_model,
     load_causal_lm,
     load_classifier,
     load_config,
     load_tokenizer,
+    max_positions,
     resolve_model,
 )
 
 __all__ = [
     "MODEL_ALIASES",
     "ModelRef",
+    "check_weights",
     "head_module_names",
     "load_base_model",
     "load_causal_lm",
     "load_classifier",
     "load_config",
     "load_tokenizer",
+    "max_positions",
     "resolve_model",
 ]

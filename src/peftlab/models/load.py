@@ -6,10 +6,12 @@ becomes a one-line :class:`ModelError`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -30,6 +32,7 @@ class ModelRef:
     path: str  # HF id or local folder given to from_pretrained
     gguf_file: str | None = None
     trust_remote_code: bool = False
+    tokenizer: ModelRef | None = None  # where the tokenizer comes from when not from the model (--tokenizer)
 
     @property
     def is_local(self) -> bool:
@@ -42,14 +45,24 @@ class ModelRef:
         return kwargs
 
 
-def resolve_model(name: str, trust_remote_code: bool = False) -> ModelRef:
-    """Turn an alias, local folder or HF id into a ModelRef (no weights loaded)."""
+def resolve_model(name: str, trust_remote_code: bool = False, tokenizer: str | None = None) -> ModelRef:
+    """Turn an alias, local folder or HF id into a ModelRef (no weights loaded); ``tokenizer`` names another alias,
+    folder or id to load the tokenizer from."""
+    ref = _resolve(name, trust_remote_code)
+    if tokenizer:
+        ref = ModelRef(ref.name, ref.path, ref.gguf_file, ref.trust_remote_code,
+                       _resolve(tokenizer, trust_remote_code, "--tokenizer"))
+    return ref
+
+
+def _resolve(name: str, trust_remote_code: bool, what: str = "model") -> ModelRef:
     if name in MODEL_ALIASES:
         alias = MODEL_ALIASES[name]
         return ModelRef(name, str(alias_folder(name)), alias.gguf_file, trust_remote_code)
     looks_like_path = name.startswith(("/", "./", "../", "~")) or Path(name).suffix == ".json"
     if looks_like_path and not Path(name).expanduser().exists():
-        raise ModelError(f"cannot load model '{name}': no such folder (pass a local model folder, an HF id, or an alias: {', '.join(MODEL_ALIASES)})")
+        raise ModelError(f"cannot load {what} '{name}': no such folder (pass a local model folder, an HF id, or an "
+                         f"alias: {', '.join(MODEL_ALIASES)})")
     return ModelRef(name, str(Path(name).expanduser()) if looks_like_path else name, None, trust_remote_code)
 
 
@@ -69,15 +82,109 @@ def load_config(ref: ModelRef):
         raise _model_error(ref, error) from None
 
 
+# Files a tokenizer is read from; a folder with none of them gets a tokenizer transformers builds from nothing
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "spm.model", "tokenizer_config.json")
+MIN_ORDINARY_TOKENS = 16  # fewer tokens besides the special ones: not a tokenizer of any language
+
+
 def load_tokenizer(ref: ModelRef):
-    """The model's tokenizer, with a pad token (decoders often lack one: their EOS is used)."""
+    """The model's tokenizer (or the one ``ref.tokenizer`` names), with a pad token (decoders often lack one: their
+    EOS is used). ModelError when none loads, or when what loads has no vocabulary: a folder without tokenizer
+    files gets one transformers builds from its special tokens alone, which would turn every text into [UNK]."""
+    source = ref.tokenizer or ref
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ref.path, **ref.from_pretrained_kwargs())
-    except (OSError, ValueError, KeyError) as error:
-        raise _model_error(ref, error) from None
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **source.from_pretrained_kwargs())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise _tokenizer_error(ref, source, (str(error).strip().splitlines() or [type(error).__name__])[0][:200]) \
+            from None
+    ordinary = len(tokenizer) - len(set(tokenizer.all_special_tokens))
+    if ordinary < MIN_ORDINARY_TOKENS:
+        folder = Path(source.path)
+        found = folder.is_dir() and any((folder / name).is_file() for name in TOKENIZER_FILES)
+        reason = (f"it has {len(tokenizer)} tokens, {max(ordinary, 0)} besides the special ones"
+                  + ("" if found or not folder.is_dir() else f"; {folder} has no tokenizer files "
+                     f"({', '.join(TOKENIZER_FILES[:4])}...)"))
+        raise _tokenizer_error(ref, source, reason)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return tokenizer
+
+
+def _tokenizer_error(ref: ModelRef, source: ModelRef, reason: str) -> ModelError:
+    where = f"--tokenizer '{source.name}'" if ref.tokenizer else f"model '{ref.name}'"
+    fix = "pass --tokenizer with a folder or HF id holding the right one" if not ref.tokenizer else \
+        "pass a --tokenizer folder with tokenizer files"
+    return ModelError(f"cannot load a tokenizer from {where}: {reason}; {fix}")
+
+
+# --- what the folder's weights are, before a run loads them ----------------------------------------------------------
+
+SAFETENSORS_FILE = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".h5", ".msgpack")  # torch/TF/flax checkpoints
+
+
+def check_weights(ref: ModelRef) -> None:
+    """ModelError unless a local model folder holds safetensors weights whose headers read (every shard of an
+    index): a folder with only pickle checkpoints (``pytorch_model.bin``), none at all, or a damaged
+    ``model.safetensors`` would fail every run of a study. Reads headers, never tensors; HF ids and GGUF aliases are
+    loaded as they are (their files are not here to look at)."""
+    folder = Path(ref.path)
+    if ref.gguf_file or not folder.is_dir():
+        return
+    if (folder / SAFETENSORS_FILE).is_file():
+        shards = [folder / SAFETENSORS_FILE]
+    elif (folder / SAFETENSORS_INDEX).is_file():
+        shards = _indexed_shards(folder / SAFETENSORS_INDEX)
+    else:
+        pickled = PICKLE_SUFFIXES + tuple(f"{suffix}.index.json" for suffix in PICKLE_SUFFIXES)
+        others = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(pickled))
+        if others:
+            raise ModelError(f"model folder {folder} has no {SAFETENSORS_FILE}, only {', '.join(others[:3])}: peftlab "
+                             "loads safetensors weights only (pickle checkpoints can run code); convert it with "
+                             "`model.save_pretrained(folder, safe_serialization=True)`")
+        raise ModelError(f"model folder {folder} has no weights ({SAFETENSORS_FILE}); pass a folder written by "
+                         "save_pretrained, an HF id, or an alias")
+    for shard in shards:
+        try:
+            with safe_open(str(shard), "pt"):
+                pass
+        except (SafetensorError, OSError, ValueError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelError(f"{shard} is not a readable safetensors file ({reason}); re-save or re-download the "
+                             "model") from None
+
+
+def _indexed_shards(index: Path) -> list[Path]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ModelError(f"{index} is not a safetensors index (JSON with a weight_map); re-save the model") from None
+    missing = [name for name in names if not (index.parent / name).is_file()]
+    if missing:
+        raise ModelError(f"{index} names {missing[0]}, which is not in {index.parent}; download every shard")
+    return [index.parent / name for name in names]
+
+
+# config fields holding how many positions the model embeds, by naming convention
+POSITION_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "n_ctx", "seq_length")
+# RoBERTa-style position ids start after the padding index: padding_idx + 1 of the table are never inputs
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "ibert",
+                    "markuplm")
+
+
+def max_positions(config) -> int | None:
+    """The longest input the model's position embeddings take, from its config; None when it does not say."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in POSITION_FIELDS:
+        value = getattr(text, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            if getattr(text, "model_type", None) in OFFSET_POSITIONS and name == "max_position_embeddings":
+                value -= (getattr(text, "pad_token_id", None) or 0) + 1
+            return value
+    return None
 
 
 def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,

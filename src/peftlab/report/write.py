@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError, PeftlabError
-from peftlab.files import RESULTS_FILE, write_bytes_atomic, write_text_atomic
+from peftlab.files import RESULTS_FILE, check_writable_folder, write_bytes_atomic, write_text_atomic
 from peftlab.report.flat import build_csv
 from peftlab.report.html import build_html
 from peftlab.report.markdown import build_markdown
@@ -29,6 +29,7 @@ def write_report(run_dir: str | Path, format: str = "html", out: str | Path | No
     path = Path(out) if out else run_dir / FORMATS[format]
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; pass a file name (e.g. {path / FORMATS[format]})")
+    check_writable_folder(path.parent, "--out" if out else "the study folder")  # before the report is built
     try:
         text, figures = _build(format, inputs)
     except (KeyError, TypeError, ValueError, AttributeError) as error:  # a record without the fields a run writes

@@ -31,6 +31,8 @@ TUNABLE = ("lr",)
 class ModelOptions:
     model: str = option("minilm", "HF model id, local folder, or offline alias (minilm, smollm2-135m).")
     trust_remote_code: bool = option(False, "Allow model code from the model's repository.")
+    tokenizer: str | None = option(None, "Load the tokenizer from this folder, HF id or alias instead of the model's "
+                                   "(for a model folder without tokenizer files).")
 
 
 @dataclass

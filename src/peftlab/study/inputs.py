@@ -20,9 +20,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite
+from peftlab.errors import ConfigError, ModelError
+from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite, load_robust_set
+from peftlab.files import check_writable_folder
 from peftlab.methods import parse_methods, read_method_config
-from peftlab.models import load_config, load_tokenizer, resolve_model
+from peftlab.models import check_weights, load_config, load_tokenizer, max_positions, resolve_model
 from peftlab.study.config import CompareConfig
 from peftlab.study.environment import command_line, hardware, package_versions
 from peftlab.tasks import load_task
@@ -41,15 +43,23 @@ class Study:
     methods: list[str]
     overrides: dict[str, dict[str, Any]]
     robustness: RobustnessSuite | None = None  # built once by run_context(), used by every run
+    robust_set: tuple[Any, dict] | None = None  # --robust-set, read and checked by prepare_study
 
 
-def prepare_study(config: CompareConfig) -> Study:
-    """Check every input and load what all runs share. Raises PeftlabError before anything is written."""
+def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
+    """Check every input and load what all runs share. Raises PeftlabError before anything is written.
+
+    In order: the options, the methods and their settings (each built into its settings object), the model (its
+    config, its safetensors headers, its positions against --max-length), the data, the tokenizer (a real
+    vocabulary that fits the model's embeddings), the --robust-set file, and last (``writes_out``) that --out can be
+    created and written: the one thing this creates is that folder, and only once every input is good."""
     config.check()
     methods = parse_methods(config.methods)
     overrides = read_method_config(config.method_config, methods)
-    model_ref = resolve_model(config.model, config.trust_remote_code)
-    load_config(model_ref)
+    model_ref = resolve_model(config.model, config.trust_remote_code, config.tokenizer)
+    model_config = load_config(model_ref)
+    check_weights(model_ref)
+    check_budget(config, model_config)
     task = load_task(
         config.data, subset=config.subset, split=config.split, text_column=config.text_column,
         text_pair_column=config.text_pair_column, label_column=config.label_column,
@@ -57,7 +67,32 @@ def prepare_study(config: CompareConfig) -> Study:
         task_type=config.task,
     )
     tokenizer = load_tokenizer(model_ref)
-    return Study(config, model_ref, task, tokenizer, methods, overrides)
+    check_vocabulary(config, model_config, tokenizer)
+    robust_set = None
+    if config.robustness and config.robust_set and task.kind.applies(ROBUSTNESS):
+        robust_set = load_robust_set(config.robust_set, task, tokenizer, config.max_length)
+    if writes_out:
+        check_writable_folder(config.out)
+    return Study(config, model_ref, task, tokenizer, methods, overrides, robust_set=robust_set)
+
+
+def check_budget(config: CompareConfig, model_config) -> None:
+    """--max-length within the positions the model embeds (a longer input fails every run)."""
+    positions = max_positions(model_config)
+    if positions is not None and config.max_length > positions:
+        raise ConfigError(f"--max-length {config.max_length} is longer than model '{config.model}' takes ({positions} "
+                          f"positions); pass --max-length {positions} or less")
+
+
+def check_vocabulary(config: CompareConfig, model_config, tokenizer) -> None:
+    """The tokenizer's ids index the model's embeddings: a larger vocabulary (another model's --tokenizer) would
+    give ids past the embedding table."""
+    text = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+    size = getattr(text, "vocab_size", None)
+    if isinstance(size, int) and size > 0 and len(tokenizer) > size:
+        source = f"--tokenizer '{config.tokenizer}'" if config.tokenizer else "its tokenizer"
+        raise ModelError(f"model '{config.model}' embeds {size} tokens but {source} has {len(tokenizer)}; ids past "
+                         f"{size - 1} would fail: pass the tokenizer the model was trained with")
 
 
 def build_robustness_suite(study: Study) -> RobustnessSuite | None:
@@ -68,7 +103,7 @@ def build_robustness_suite(study: Study) -> RobustnessSuite | None:
         return None
     start = time.perf_counter()
     embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
-    suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings)
+    suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings, study.robust_set)
     suite.build_seconds = time.perf_counter() - start
     return suite
 
@@ -137,4 +172,5 @@ def study_identity(context: RunContext) -> dict[str, Any]:
         "budget": config.budget(), "seed": config.seed, "method_overrides": study.overrides,
         "robustness": study.robustness.describe()["settings"] if study.robustness else None,
         "task_type": study.task.kind.name, "memory": asdict(config.memory_options()),
+        **({"tokenizer": config.tokenizer} if config.tokenizer else {}),  # absent when unset: older stores resume
     }

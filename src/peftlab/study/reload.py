@@ -48,9 +48,11 @@ def config_from_header(header: dict[str, Any], out: Path, robustness: bool = Tru
     return replace(config, **{key: value for key, value in overrides.items() if value is not None})
 
 
-def reload_study(header: dict[str, Any], out: Path, robustness: bool = True, **overrides: Any) -> Study:
-    """The checked Study (task, tokenizer, model reference) of a saved study; DataError if its data changed."""
-    study = prepare_study(config_from_header(header, out, robustness, **overrides))
+def reload_study(header: dict[str, Any], out: Path, robustness: bool = True, writes_out: bool = True,
+                 **overrides: Any) -> Study:
+    """The checked Study (task, tokenizer, model reference) of a saved study; DataError if its data changed.
+    ``writes_out``: the caller writes into the study folder (checked writable first)."""
+    study = prepare_study(config_from_header(header, out, robustness, **overrides), writes_out=writes_out)
     if study.task.sha256 != header.get("dataset_sha256"):
         raise DataError(f"the data of {out} ({header['data']}) is not what the study was trained on (its "
                         "fingerprint changed); run this where the study's data is unchanged")

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from peftlab.errors import DataError
-from peftlab.tasks.sources import BIGBENCH_MAX_SKIPPED, COMPRESSIONS, format_of, read_source
+from peftlab.tasks.sources import BIGBENCH_MAX_SKIPPED, format_of, read_source, read_text
 from peftlab.tasks.splits import SPLITS, cap_splits, complete_splits, pick_splits
 from peftlab.tasks.task import Task
 
@@ -63,11 +63,9 @@ def looks_like_generation(data: str) -> bool:
 
 def peek_records(path: Path):
     """The file's JSON document, or its first JSON line as a one-record list; None if unreadable."""
-    opener = COMPRESSIONS.get(path.suffix.lower(), open)
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError, EOFError):
+        text = read_text(path)
+    except DataError:  # unreadable: not sniffed here; reading the data says why, in one line
         return None
     try:
         return json.loads(text)

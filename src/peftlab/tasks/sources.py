@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import lzma
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -96,6 +97,16 @@ def format_of(path: Path) -> str | None:
     return suffixes[-1] if suffixes and suffixes[-1] in FORMATS else None
 
 
+# Everything reading a damaged, mislabelled or undecodable file can raise, whatever the format and compression:
+# lzma.LZMAError (not xz), gzip.BadGzipFile / zlib.error / EOFError (a corrupt or truncated body), OSError, pandas'
+# ParserError, JSON errors and pyarrow's ArrowInvalid (both ValueErrors); UnicodeDecodeError is a ValueError too.
+READ_ERRORS = (lzma.LZMAError, zlib.error, EOFError, OSError, pd.errors.ParserError, ValueError)
+
+# CSV/TSV cells that mean "missing": only empty ones. pandas' defaults also take the words None, NA, null, nan,
+# N/A... as missing, which would turn a class named "None" into a missing label and a text "NA" into a non-text.
+CSV_MISSING = {"keep_default_na": False, "na_values": [""]}
+
+
 def read_file(path: Path) -> pd.DataFrame:
     """Read one data file into a DataFrame; DataError naming the file when it is malformed."""
     fmt = format_of(path)
@@ -104,25 +115,46 @@ def read_file(path: Path) -> pd.DataFrame:
                         "(optionally .gz/.bz2/.xz)")
     try:
         if fmt in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if fmt == ".tsv" else ",")
+            return pd.read_csv(path, sep="\t" if fmt == ".tsv" else ",", encoding="utf-8", **CSV_MISSING)
         if fmt == ".parquet":
             return pd.read_parquet(path)
         return _read_json(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path.name} is empty; it needs a header row and labelled rows") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path.name} is not valid UTF-8 text ({e.reason} at byte {e.start}); "
-                        "re-save it as UTF-8") from None
-    except (pd.errors.ParserError, ValueError, OSError, EOFError) as e:  # pyarrow's ArrowInvalid is a ValueError
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"cannot read {path.name}: {reason[:200]}") from None
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from None
+
+
+def unreadable(path: Path, error: BaseException) -> DataError:
+    """The one line for a file that cannot be read or decoded, naming the file and, when it is compressed, the
+    compression (a .gz that is not gzip, a truncated .xz)."""
+    compression = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz"}.get(path.suffix.lower())
+    if isinstance(error, UnicodeDecodeError):
+        return DataError(f"{path.name} is not valid UTF-8 text ({error.reason} at byte {error.start}); "
+                         "re-save it as UTF-8")
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    if isinstance(error, OSError) and error.strerror and not isinstance(error, gzip.BadGzipFile):
+        reason = error.strerror
+    if compression and isinstance(error, (lzma.LZMAError, zlib.error, EOFError, OSError)):
+        return DataError(f"cannot read {path.name}: it is not a readable {compression} file ({reason}); "
+                         "re-compress it or pass the uncompressed file")
+    return DataError(f"cannot read {path.name}: {reason}")
+
+
+def read_text(path: Path) -> str:
+    """The whole text of a (possibly compressed) file, decoded as UTF-8 (a byte-order mark dropped); DataError
+    naming the file when it cannot be read, decompressed or decoded."""
+    opener = COMPRESSIONS.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig") as f:
+            return f.read()
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from None
 
 
 def _read_json(path: Path) -> pd.DataFrame:
     """A JSON list of records, JSON lines, or a BIG-bench task file."""
-    opener = COMPRESSIONS.get(path.suffix.lower(), open)
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     if not text.strip():
         raise DataError(f"{path.name} is empty; it needs labelled records")
     if format_of(path) == ".jsonl":

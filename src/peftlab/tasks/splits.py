@@ -35,17 +35,19 @@ def pick_splits(raw: dict[str, Table], split: str | None, data: str) -> dict[str
         if split not in raw:
             raise DataError(f"split {split!r} not found in {data}; available splits: {', '.join(raw)}. Fix --split.")
         return {"train": raw[split]}
-    if len(raw) == 1:
-        return {"train": next(iter(raw.values()))}
     by_lower = {key.lower(): key for key in raw}
+    held_out = [key for key in raw if key.lower() in (*VALIDATION_NAMES, "test")]
+    if len(raw) == 1 and not held_out:
+        return {"train": next(iter(raw.values()))}  # one unnamed table (a file, a Dataset): it is the training data
     chosen = {}
     for canonical, names in (("train", ("train",)), ("validation", VALIDATION_NAMES), ("test", ("test",))):
         key = next((by_lower[n] for n in names if n in by_lower), None)
         if key is not None:
             chosen[canonical] = key
     if "train" not in chosen:
-        raise DataError(f"{data} has splits {', '.join(raw)} but none is called train; "
-                        "pass --split NAME to use one of them (it is then split 80/10/10)")
+        raise DataError(f"{data} has {'split' if len(raw) == 1 else 'splits'} {', '.join(raw)} but none is called "
+                        "train (in a folder: no train.* file); add one, or pass --split NAME to use one of them "
+                        "(it is then split 80/10/10)")
     ignored = [key for key in raw if key not in chosen.values()]
     if ignored:
         log.warning("%s: ignoring splits %s", data, ", ".join(ignored))
