@@ -145,7 +145,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(tiny_bert_dir, tiny_task_csv, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(signum, tiny_bert_dir, tiny_task_csv,
+                                                                              tmp_path):
     reference = compare(tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "reference", epochs=4))
     out = tmp_path / "killed"
     seed = random.randrange(10**6)
@@ -159,7 +161,7 @@ def test_a_study_killed_at_a_random_point_resumes_to_the_uninterrupted_results(t
         time.sleep(0.01)  # the target run's first epoch checkpoint: the study is inside that run
     time.sleep(delay)
     assert child.poll() is None, f"the study ended before the kill ({target}, {delay:.2f} s, seed {seed}): {child.stderr.read()[-2000:]}"
-    child.send_signal(signal.SIGKILL)
+    child.send_signal(signum)
     child.wait()
 
     before = rows(out)
