@@ -4,6 +4,7 @@ few steps) run end to end into the suite table, resume across tasks after an int
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 
 from peftlab.bench import BUILTIN_SUITES, load_suite, run_suite
 from peftlab.bench.run import SUITE_FILE, SUITE_MARKDOWN, TASKS_DIR
-from peftlab.bench.table import family_summary, quality_cell
+from peftlab.bench.table import family_summary, quality_cell, suite_markdown
 from peftlab.errors import ConfigError, DataError
 from peftlab.files import STORE_FILE
 from peftlab.study.store import StudyStore
@@ -207,3 +208,31 @@ def test_family_summary_and_cells_on_fixed_numbers():
     assert (lora["significantly_worse"], lora["significantly_better"], lora["tests"]) == (1, 0, 2)
     assert quality_cell(tasks[0]["methods"]["lora"], False) == "70.0 ± 1.0 (-10.0*)"
     assert quality_cell(tasks[0]["methods"]["full"], True) == "80.0 ± 1.0"
+
+
+def test_strings_from_the_suite_and_its_data_stay_inert_in_the_suite_table():
+    from report_data import HOSTILE
+
+    hostile = " | ".join(HOSTILE) + "\n# heading"
+    cell = {"mean": 0.7, "std": 0.01, "n": 1, "failed": 0, "difference_points": 0.0, "robust_drop_points": None,
+            "vs_full": None}
+    tasks = [{"name": hostile, "family": hostile, "test_majority_share": 0.5, "methods": {"full": cell, "lora": cell},
+              "advisor": {"call": hostile, "best_peft_method": hostile, "gap_points": 1.0, "agrees": True},
+              "train_examples": 10, "metric": hostile, "run_seconds": 1.0, "wall_seconds": 2.0}]
+    table = {"suite": {"name": hostile, "model": hostile, "seeds": 1, "tasks": [hostile], "description": hostile,
+                       "compare": {"text_column": hostile}},
+             "methods": ["full", "lora"], "tasks": tasks, "written_at": "now", "pending": [hostile],
+             "families": family_summary(tasks, ["full", "lora"])}
+    text = suite_markdown(table)
+    for raw in ("<script>", "<img", "\n# heading"):
+        assert raw not in text
+    assert "&lt;script&gt;" in text
+    blocks, block = [], []
+    for line in text.splitlines() + [""]:  # the tables: runs of lines starting with a bar
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            blocks, block = blocks + [block], []
+    assert len(blocks) == 4 and any("&lt;script&gt;" in line for b in blocks for line in b)
+    for lines in blocks:  # no cell breaks out of its table: every row has its header's number of cell bars
+        assert len({len(re.findall(r"(?<!\\)\|", line)) for line in lines}) == 1, lines
