@@ -61,6 +61,9 @@ def test_a_config_file_with_command_line_overrides(tmp_path):
     again.write_text(result.output)
     assert config_from_sources(CompareConfig, again, {}) == config_from_mapping(CompareConfig, printed)
     assert not (tmp_path / "runs").exists()  # printing the configuration does no work
+    # one-time actions are not part of the study: a config printed or recorded with them does not repeat them
+    restarted = runner.invoke(app, ["compare", "--restart", "--wait", "--print-config"])
+    assert restarted.exit_code == 0 and not {"restart", "wait"} & set(yaml.safe_load(restarted.output))
 
 
 @pytest.mark.parametrize("text,message", [

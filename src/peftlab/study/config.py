@@ -24,6 +24,7 @@ from peftlab.options import option
 from peftlab.tasks.kinds import TASK_KINDS
 
 BACKENDS = ("local", "ray")
+ONE_TIME_ACTIONS = ("restart", "wait")  # what one invocation does, not what defines the study
 TUNABLE = ("lr",)
 
 
@@ -165,5 +166,6 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> dict[str, Any]:
-        """The whole configuration as plain values (results.json's ``study.config``; `--print-config`)."""
-        return dataclasses.asdict(self)
+        """The whole configuration as plain values (results.json's ``study.config``; `--print-config`), without the
+        one-time actions of an invocation (--restart, --wait): a study reloaded or re-run from it does not repeat them."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key not in ONE_TIME_ACTIONS}
