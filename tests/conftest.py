@@ -17,6 +17,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from peftlab.models import load_classifier, load_tokenizer, resolve_model  # noqa: E402
+
 # The models here are tiny: one intra-op thread is fastest, and it avoids thread contention when the machine
 # is busy (with 2 threads on 2 shared cores, small ops were measured ~20x slower than with 1).
 torch.set_num_threads(1)
@@ -55,8 +57,6 @@ def tiny_bert_dir(tmp_path_factory):
     (the head is in the checkpoint, with the same shape), so it is a reproducible "pretrained base"."""
     from transformers import BertForSequenceClassification
 
-    from peftlab.models import load_tokenizer, resolve_model
-
     directory = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     model = BertForSequenceClassification(tiny_bert_config())
@@ -93,8 +93,6 @@ def tiny_task_csv(tmp_path_factory):
 @pytest.fixture
 def load_tiny_bert(tiny_bert_dir):
     """A callable returning a fresh copy of the tiny base classifier (identical weights on every call)."""
-    from peftlab.models import load_classifier, resolve_model
-
     ref = resolve_model(str(tiny_bert_dir))
 
     def load():
@@ -111,8 +109,6 @@ COLOURS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black", "b
 @pytest.fixture(scope="session")
 def smollm_tokenizer():
     """The MiniLM WordPiece tokenizer with an EOS, as a decoder's (the name says its role in these tests)."""
-    from peftlab.models import load_tokenizer, resolve_model
-
     tokenizer = load_tokenizer(resolve_model("minilm"))
     tokenizer.eos_token = "[SEP]"
     return tokenizer

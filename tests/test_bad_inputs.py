@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from peftlab.cli import main
-from peftlab.files import LOCK_FILE
+from peftlab.files import LOCK_FILE, check_writable_folder
 from peftlab.study import CompareConfig, prepare_study
 from peftlab.tasks import load_task
 
@@ -272,8 +272,6 @@ def test_an_unwritable_out_is_refused_before_any_work(corpus, tiny_bert_dir, tmp
 
 
 def test_the_out_check_leaves_no_probe_behind(tmp_path):
-    from peftlab.files import check_writable_folder
-
     folder = check_writable_folder(tmp_path / "new" / "nested")
     assert folder.is_dir() and list(folder.iterdir()) == []
 

@@ -17,6 +17,7 @@ from peft import AutoPeftModelForSequenceClassification, LoraConfig
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from peftlab.cli import list_methods
 from peftlab.errors import MethodError
 from peftlab.estimate import EstimateSettings, estimate, estimate_run, is_modelled, modelled_methods
 from peftlab.estimate.plans import PLAN_BUILDERS
@@ -70,8 +71,6 @@ def study(lora_qv, tiny_bert_dir, tiny_task_csv, tmp_path_factory) -> tuple[Path
 
 
 def test_the_registry_and_peftlab_methods_see_a_registered_method(lora_qv, capsys):
-    from peftlab.cli import list_methods
-
     assert METHODS[NAME] is lora_qv and list(METHODS)[-1] == NAME  # after the built-in ones
     assert get_method(NAME) is lora_qv
     assert parse_methods(f"full, {NAME}") == ["full", NAME]

@@ -15,9 +15,8 @@ import torch
 
 from peftlab.errors import ConfigError, PeftlabError, TaskKindError
 from peftlab.estimate.params import TASKS as ESTIMATE_TASKS
-from peftlab.evaluate.by_task import evaluation_for, run_metrics
 from peftlab.evaluate.kinds import KIND_EVALUATIONS, kind_evaluation
-from peftlab.models import load_base_model, load_tokenizer, resolve_model
+from peftlab.models import load_tokenizer, resolve_model
 from peftlab.tasks import (
     CLASSIFICATION,
     GENERATION,
@@ -91,7 +90,6 @@ def test_every_kind_has_an_evaluation():
     assert set(KIND_EVALUATIONS) == set(TASK_KINDS.values())
     for name, kind in TASK_KINDS.items():
         assert kind_evaluation(kind) is kind_evaluation(name) and kind_evaluation(kind).kind is kind
-        assert evaluation_for(name) is kind_evaluation(kind).evaluate  # the wrapper study/ still calls
     with pytest.raises(TaskKindError):
         kind_evaluation("regression")
 
@@ -136,7 +134,6 @@ def _evaluate_as_the_kind(task, model_dir, tokenizer, model_class: str) -> None:
     torch.manual_seed(0)
     model = kind.load_model(resolve_model(str(model_dir)), task.label_names, tokenizer.pad_token_id)
     assert type(model).__name__ == model_class
-    assert type(load_base_model(resolve_model(str(model_dir)), task, tokenizer.pad_token_id)) is type(model)
     evaluation = kind_evaluation(kind)
     test = evaluation.evaluate(model, encoded["test"], tokenizer, 16, "cpu", task.num_labels, "test")
     validation = evaluation.evaluate(model, encoded["validation"], tokenizer, 16, "cpu", task.num_labels, "validate")
@@ -144,7 +141,6 @@ def _evaluate_as_the_kind(task, model_dir, tokenizer, model_class: str) -> None:
     metrics = evaluation.run_metrics(test, validation, 2)
     expected = _old_run_metrics(kind.name, test, validation, 2)
     assert metrics == expected and list(metrics) == list(expected)  # same keys, values and order in results.json
-    assert run_metrics(kind.name, test, validation, 2) == expected  # the wrapper study/ still calls
     assert all(metric.key in metrics for metric in kind.quality_metrics)
 
 

@@ -131,10 +131,16 @@ def write_log(out: Path, name: str, text: str) -> Path:
     return path
 
 
+def error_line(error: BaseException | str, limit: int | None = 200) -> str:
+    """The first line of an exception's message (its type's name when it has none), at most ``limit`` characters (None: all of it):
+    what a one-line error or a record's reason quotes of it."""
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:limit]
+
+
 def short_reason(error: BaseException, limit: int = 200) -> str:
     """An exception as one line for a record's ``reason``: its type and the first line of its message."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+    return f"{type(error).__name__}: {error_line(error, limit) if str(error).strip() else ''}"
 
 
 def trial_objective(trial: dict) -> str:

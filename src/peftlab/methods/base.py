@@ -32,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from peftlab.errors import MethodError
+from peftlab.files import error_line
 
 # Keys a --method-config entry may hold besides the settings class's own fields.
 TRAINING_KEYS = ("learning_rate",)
@@ -203,7 +204,7 @@ def settings_object(method: Method, settings: dict[str, Any]):
     try:
         return method.settings_class(**copy.deepcopy(settings))
     except (TypeError, ValueError, KeyError, AttributeError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = error_line(error)
         raise MethodError(f"bad settings for method '{method.name}': {reason}") from None
 
 

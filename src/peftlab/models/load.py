@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from peftlab.errors import ModelError
+from peftlab.files import error_line
 from peftlab.models.aliases import MODEL_ALIASES, alias_folder
 
 
@@ -67,7 +68,7 @@ def _resolve(name: str, trust_remote_code: bool, what: str = "model") -> ModelRe
 
 
 def _model_error(ref: ModelRef, error: Exception) -> ModelError:
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    reason = error_line(error)
     aliases = ", ".join(MODEL_ALIASES)
     return ModelError(
         f"cannot load model '{ref.name}': {reason} "
@@ -96,8 +97,7 @@ def load_tokenizer(ref: ModelRef):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **source.from_pretrained_kwargs())
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise _tokenizer_error(ref, source, (str(error).strip().splitlines() or [type(error).__name__])[0][:200]) \
-            from None
+        raise _tokenizer_error(ref, source, error_line(error)) from None
     ordinary = len(tokenizer) - len(set(tokenizer.all_special_tokens))
     if ordinary < MIN_ORDINARY_TOKENS:
         folder = Path(source.path)
@@ -151,7 +151,7 @@ def check_weights(ref: ModelRef) -> None:
             with safe_open(str(shard), "pt"):
                 pass
         except (SafetensorError, OSError, ValueError) as error:
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            reason = error_line(error)
             raise ModelError(f"{shard} is not a readable safetensors file ({reason}); re-save or re-download the "
                              "model") from None
 
@@ -241,12 +241,6 @@ def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     return model
-
-
-def load_base_model(ref: ModelRef, task, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
-    """The base a task trains, as its kind loads it (``task.kind.load_model``: a classifier for classification, the
-    causal LM for multiple choice and generation). Kept for callers that have not moved to ``task.kind``."""
-    return task.kind.load_model(ref, task.label_names, pad_token_id, **load_kwargs)
 
 
 def head_module_names(model: PreTrainedModel) -> list[str]:

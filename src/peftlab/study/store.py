@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.errors import ConfigError
-from peftlab.files import CHECKPOINTS_DIR, RESULTS_FILE, RUNS_DIR, STORE_FILE, jsonable
+from peftlab.files import CHECKPOINTS_DIR, RESULTS_FILE, RUNS_DIR, STORE_FILE, error_line, jsonable
 
 FINISHED = ("ok", "failed", "pruned")
 
@@ -197,6 +197,5 @@ def set_aside(folder: str | Path) -> Path | None:
 
 def _short(error: BaseException | str, limit: int = 80) -> str:
     """SQLite's message in one short printable line (a decoding error quotes the damaged bytes)."""
-    lines = str(error).strip().splitlines() or [type(error).__name__]
-    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in lines[0])
+    text = "".join(c if c.isascii() and c.isprintable() else "?" for c in error_line(error, limit=None))
     return text if len(text) <= limit else text[:limit] + "..."

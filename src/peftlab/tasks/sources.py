@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Union
 import pandas as pd
 
 from peftlab.errors import DataError
+from peftlab.files import error_line
 
 if TYPE_CHECKING:
     import datasets
@@ -132,7 +133,7 @@ def unreadable(path: Path, error: BaseException) -> DataError:
     if isinstance(error, UnicodeDecodeError):
         return DataError(f"{path.name} is not valid UTF-8 text ({error.reason} at byte {error.start}); "
                          "re-save it as UTF-8")
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    reason = error_line(error)
     if isinstance(error, OSError) and error.strerror and not isinstance(error, gzip.BadGzipFile):
         reason = error.strerror
     if compression and isinstance(error, (lzma.LZMAError, zlib.error, EOFError, OSError)):
@@ -257,7 +258,7 @@ def read_hub(name: str, subset: str | None) -> dict[str, Table]:
     try:
         loaded = datasets.load_dataset(name, subset)
     except Exception as e:  # noqa: BLE001 - the hub raises many kinds; all mean "cannot use this name"
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        reason = error_line(e)
         raise DataError(f"cannot load dataset {name!r}: not an alias ({', '.join(DATA_ALIASES)}), not a local file, "
                         f"and not reachable on the HF hub ({reason})") from None
     return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
