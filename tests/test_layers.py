@@ -30,10 +30,10 @@ LAZY_IMPORTS = {
 }
 
 
-def modules() -> dict[str, Path]:
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
     found = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    for path in package.rglob("*.py"):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts = parts[:-1]
         found[".".join(parts)] = path
@@ -56,9 +56,9 @@ def imported(module: str, path: Path, node: ast.AST, known: dict[str, Path]) -> 
     return [name for name in names if name in known and name != module]
 
 
-def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
+def import_graph(package: Path = PACKAGE) -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
     """(module -> the peftlab modules it imports at module level, [(module, function, import) inside functions])."""
-    known = modules()
+    known = modules(package)
     graph: dict[str, set[str]] = defaultdict(set)
     inner = []
     for module, path in known.items():
@@ -141,3 +141,35 @@ def test_every_module_imports_only_its_layer_and_below():
 def test_the_cycle_finder_finds_cycles():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def summary(package: Path) -> list[str]:
+    """The import graph of a peftlab source tree in words: modules per layer, cycles and upward imports counting
+    the imports inside functions too (what they hid), and how many imports sit inside functions."""
+    graph, inner = import_graph(package)
+    known = modules(package)
+    everything = {module: set(targets) for module, targets in graph.items()}
+    for module, path in known.items():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        everything.setdefault(module, set()).update(imported(module, path, node, known))
+    per_layer = defaultdict(list)
+    for module in known:
+        per_layer[level_of(module)].append(module)
+    lines = [f"layer {level}: {len(per_layer[level])} modules" for level in sorted(LAYERS) if per_layer[level]]
+    lines.append(f"modules: {len(known)}")
+    lines.append(f"cycles, counting imports inside functions: {cycles(everything)}")
+    lines.append(f"peftlab imports inside functions: {len(inner)} "
+                 f"({len([entry for entry in inner if entry[0] not in LAZY_IMPORTS])} outside {', '.join(LAZY_IMPORTS)})")
+    lines.append("imports from a higher layer: " + str(sorted(
+        (module, target) for module, targets in everything.items() for target in targets
+        if level_of(module) and level_of(target) and level_of(target) > level_of(module))))
+    return lines
+
+
+if __name__ == "__main__":  # python tests/test_layers.py [path/to/src/peftlab]
+    import sys
+
+    print("\n".join(summary(Path(sys.argv[1]) if len(sys.argv) > 1 else PACKAGE)))
