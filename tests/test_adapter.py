@@ -8,6 +8,7 @@ import re
 
 import pytest
 import torch
+from torch import nn
 from safetensors.torch import load_file
 from transformers import (
     BertConfig,
@@ -19,7 +20,7 @@ from transformers import (
     LlamaForSequenceClassification,
 )
 
-from peftlab.errors import MethodError
+from peftlab.errors import MethodError, MethodNotApplicable
 from peftlab.methods.adapter import (
     ADAPTER_CONFIG_NAME,
     ADAPTER_WEIGHTS_NAME,
@@ -232,14 +233,26 @@ def test_load_rejects_foreign_tensors(tmp_path):
         load_bottleneck_adapter(make_bert(), tmp_path)
 
 
-def test_unknown_model_type_needs_target_modules():
+def test_an_unknown_model_type_gets_adapters_from_its_structure():
     model = make_bert()
-    model.config.model_type = "mystery"
-    with pytest.raises(MethodError, match="mystery.*target_modules"):
-        add_bottleneck_adapters(model, BottleneckAdapterConfig(bottleneck_size=B))
-    # explicit target_modules work for any model type
-    add_bottleneck_adapters(model, BottleneckAdapterConfig(bottleneck_size=B, target_modules=r"layer\.\d+\.output\.dense$"))
-    assert sum(isinstance(m, AdapterWrappedLinear) for m in model.modules()) == LAYERS
+    model.config.model_type = "mystery"  # no table names it: the attach points come from the module structure
+    add_bottleneck_adapters(model, BottleneckAdapterConfig(bottleneck_size=B))
+    wrapped = sorted(n for n, m in model.named_modules() if isinstance(m, AdapterWrappedLinear))
+    assert wrapped == sorted([f"bert.encoder.layer.{i}.{where}" for i in range(LAYERS)
+                              for where in ("attention.output.dense", "output.dense")])
+
+
+def test_a_model_without_transformer_blocks_is_refused_with_the_way_out():
+    class NoBlocks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+    with pytest.raises(MethodNotApplicable, match="does not apply.*no attention-output.*set target_modules"):
+        add_bottleneck_adapters(NoBlocks(), BottleneckAdapterConfig(bottleneck_size=B))
+    # explicit target_modules work for any model
+    model = add_bottleneck_adapters(NoBlocks(), BottleneckAdapterConfig(bottleneck_size=B, target_modules=["proj"]))
+    assert isinstance(model.proj, AdapterWrappedLinear)
 
 
 def test_bad_settings_raise_method_error():

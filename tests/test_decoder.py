@@ -15,7 +15,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from peftlab.errors import ConfigError, DataError, MethodError
+from peftlab.errors import ConfigError, DataError, MethodNotApplicable
 from peftlab.evaluate.choice import choice_log_likelihoods, choice_metrics, evaluate_choices
 from peftlab.evaluate.generation import evaluate_generation, match_scores, normalize_answer, target_loss
 from peftlab.methods import get_method
@@ -171,9 +171,9 @@ def test_each_method_trains_a_causal_lm(name, learning_rate, tiny_llama_dir, col
 
 def test_bitfit_and_head_refuse_a_llama_clearly(tiny_llama_dir):
     base = load_causal_lm(resolve_model(str(tiny_llama_dir)))
-    with pytest.raises(MethodError, match="bitfit.*needs bias terms.*'llama' has none"):
+    with pytest.raises(MethodNotApplicable, match="bitfit.*does not apply.*bias terms.*'llama' has none"):
         get_method("bitfit").apply(base, {})
-    with pytest.raises(MethodError, match="method 'head' trains a task head"):
+    with pytest.raises(MethodNotApplicable, match="method 'head' does not apply to this model: it trains a task head"):
         get_method("head").apply(load_causal_lm(resolve_model(str(tiny_llama_dir))), {})
 
 
@@ -216,7 +216,7 @@ def test_compare_multiple_choice_and_generation_on_a_tiny_llama(tiny_llama_dir, 
     assert lora["status"] == "ok" and {"accuracy", "accuracy_unnormalized", "test_perplexity"} <= set(lora["metrics"])
     assert lora["robustness"] == {"status": "skipped", "reason": "not available for task type multiple-choice"}
     assert lora["cost"]["train_tokens"] < lora["cost"]["train_steps"] * 8 * 64  # target tokens only
-    assert bitfit["status"] == "failed" and "needs bias terms" in bitfit["reason"]
+    assert bitfit["status"] == "refused" and "bias terms" in bitfit["reason"]
     estimate = lora["estimate"]  # estimated as a causal LM: the LM head over every position is counted
     assert estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] == pytest.approx(1.0, abs=0.03)
     gen = compare(CompareConfig(data=str(colour_jsonl), methods=["prompt"], robustness=False,

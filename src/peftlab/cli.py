@@ -129,7 +129,7 @@ def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
         console.quiet = True
 
     def done(record: dict) -> None:
-        status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
+        status = "ok" if record["status"] == "ok" else f"{record['status']} ({record.get('reason', '')})"
         score = next(((k, record["metrics"][k]) for k in ("accuracy", "exact_match") if k in record["metrics"]), None)
         seed = f" (seed {record['seed']})" if config.seeds > 1 else ""
         console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
@@ -231,7 +231,7 @@ def bench_command(
                       markup=True, highlight=False)
 
     def on_run_done(task, record: dict) -> None:
-        status = "ok" if record["status"] == "ok" else f"failed ({record.get('reason', '')})"
+        status = "ok" if record["status"] == "ok" else f"{record['status']} ({record.get('reason', '')})"
         console.print(f"  {task.name} / {record['method']} seed {record['seed']}: {status}", markup=False)
 
     try:

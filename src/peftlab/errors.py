@@ -27,3 +27,9 @@ class ConfigError(PeftlabError):
 
 class TaskKindError(ConfigError):
     """An unknown task type (``--task``, or a results header's ``task.type``)."""
+
+
+class MethodNotApplicable(MethodError):
+    """A method that cannot apply to this model (no bias terms for BitFit, no key/value cache for prefix tuning, no
+    attach points found): the run is recorded as ``refused`` with this reason, before it trains, and the other
+    methods of the study run."""

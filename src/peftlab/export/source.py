@@ -37,7 +37,8 @@ def find_run(run_dir: str | Path, method: str) -> RunSource:
     record = records[method]
     if record.get("status") != "ok":
         raise PeftlabError(
-            f"method '{method}' failed in the study at {study_dir} ({record.get('reason', 'no reason recorded')}); "
+            f"method '{method}' {'was refused' if record.get('status') == 'refused' else 'failed'} in the study at "
+            f"{study_dir} ({record.get('reason', 'no reason recorded')}); "
             "there is nothing to export"
         )
     run_folder = study_dir / (record.get("artifact") or f"runs/{method}")

@@ -24,8 +24,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from peftlab.errors import MethodError
+from peftlab.errors import MethodError, MethodNotApplicable
 from peftlab.methods.base import Method, at_least, settings_object
+from peftlab.methods.targets import attach_points, projection_names, suffixes
 from peftlab.models import head_module_names
 
 __all__ = [
@@ -198,14 +199,23 @@ def _suffix_match(name: str, suffixes) -> bool:
 def _resolve_targets(model: nn.Module, config: BottleneckAdapterConfig) -> list[str] | str:
     if config.target_modules is not None:
         return config.target_modules
-    model_type = _model_type(model)
-    if model_type not in DEFAULT_TARGET_MODULES:
-        raise MethodError(
-            f"Bottleneck adapters have no default target modules for model type {model_type!r}; "
-            "set target_modules to the names of the projections whose output should get an adapter "
-            "(e.g. ['o_proj', 'down_proj'])."
-        )
-    return list(DEFAULT_TARGET_MODULES[model_type])
+    found = default_targets(model)
+    if not found:
+        raise MethodNotApplicable(f"method 'adapter' does not apply to this model: {_no_targets(model)}")
+    return found
+
+
+def default_targets(model: nn.Module) -> list[str]:
+    """Name suffixes of every attention-output and feed-forward-output projection of `model`'s blocks, found from
+    the module structure (:mod:`peftlab.methods.targets`); empty when none are found."""
+    points = attach_points(model, head_module_names(model))
+    return suffixes(points.sublayer_outputs, projection_names(model))
+
+
+def _no_targets(model: nn.Module) -> str:
+    return (f"no attention-output and feed-forward-output projections were found in the blocks of model type "
+            f"{_model_type(model)!r}; set target_modules (in --method-config) to the projections whose output "
+            "should get an adapter")
 
 
 def _matches_target(name: str, targets: list[str] | str) -> bool:
@@ -412,7 +422,13 @@ class BottleneckAdapterMethod(Method):
     def default_settings(self, model: nn.Module) -> dict:
         return {**self.defaults, "modules_to_save": head_module_names(model) or None}
 
+    def refusal(self, model: nn.Module, settings: dict) -> str | None:
+        if settings.get("target_modules") is None and not default_targets(model):
+            return _no_targets(model)
+        return None
+
     def apply(self, model: nn.Module, settings: dict) -> nn.Module:
+        self.check_applies(model, settings)
         return add_bottleneck_adapters(model, settings_object(self, settings))
 
     def save(self, model: nn.Module, directory: Path) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from torch import nn
 
-from peftlab.errors import MethodError
+from peftlab.errors import MethodError, MethodNotApplicable
 from peftlab.files import error_line
 
 # Keys a --method-config entry may hold besides the settings class's own fields.
@@ -150,6 +150,17 @@ class Method:
         settings.update({k: v for k, v in overrides.items() if k not in TRAINING_KEYS})
         learning_rate = parse_learning_rate(self.name, overrides.get("learning_rate", self.learning_rate))
         return settings, learning_rate
+
+    def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
+        """Why this method cannot apply to `model` with these settings (one line), or None when it can. Asked before
+        anything trains: a refused run is recorded as ``refused`` with the reason and the study goes on."""
+        return None
+
+    def check_applies(self, model: nn.Module, settings: dict[str, Any]) -> None:
+        """MethodNotApplicable with :meth:`refusal`'s reason, if there is one."""
+        reason = self.refusal(model, settings)
+        if reason:
+            raise MethodNotApplicable(f"method '{self.name}' does not apply to this model: {reason}")
 
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
         """Return the trainable model: parameters to train have requires_grad=True, all others False."""

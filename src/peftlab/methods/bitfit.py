@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from peftlab.errors import MethodError
 from peftlab.methods.base import freeze_all_but
 from peftlab.methods.partial_state import PartialStateMethod
 from peftlab.models import head_module_names
@@ -21,13 +20,24 @@ class BitFitConfig:
 
 
 class BitFit(PartialStateMethod):
+    def refusal(self, model: nn.Module, settings: dict) -> str | None:
+        if not _base_biases(model):
+            return f"BitFit trains the base's bias terms, and model type '{_model_type(model)}' has none"
+        return None
+
     def apply(self, model: nn.Module, settings: dict) -> nn.Module:
+        self.check_applies(model, settings)
         heads = tuple(f"{name}." for name in head_module_names(model))
-        base_biases = [n for n, _ in model.named_parameters() if n.endswith(".bias") and not n.startswith(heads)]
-        if not base_biases:
-            model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-            raise MethodError(f"method 'bitfit' needs bias terms, and model type '{model_type}' has none; pick another method")
         return freeze_all_but(model, lambda name: name.endswith(".bias") or name.startswith(heads))
+
+
+def _base_biases(model: nn.Module) -> list[str]:
+    heads = tuple(f"{name}." for name in head_module_names(model))
+    return [n for n, _ in model.named_parameters() if n.endswith(".bias") and not n.startswith(heads)]
+
+
+def _model_type(model: nn.Module) -> str:
+    return getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
 
 
 BITFIT = BitFit(

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from peftlab.errors import MethodError
 from peftlab.methods.base import freeze_all_but
 from peftlab.methods.partial_state import PartialStateMethod
 from peftlab.models import head_module_names
@@ -18,13 +17,17 @@ class HeadConfig:
 
 
 class HeadOnly(PartialStateMethod):
-    def apply(self, model: nn.Module, settings: dict) -> nn.Module:
+    def refusal(self, model: nn.Module, settings: dict) -> str | None:
         heads = tuple(f"{name}." for name in head_module_names(model))
-        model = freeze_all_but(model, lambda name: name.startswith(heads))
-        if not any(p.requires_grad for p in model.parameters()):
-            raise MethodError("method 'head' trains a task head, and this model has none of its own (a causal LM's "
-                              "output layer tied to its input embeddings); pick another method")
-        return model
+        if not any(name.startswith(heads) for name, _ in model.named_parameters()):
+            return ("it trains a task head, and this model has none of its own (a causal LM's output layer tied to "
+                    "its input embeddings)")
+        return None
+
+    def apply(self, model: nn.Module, settings: dict) -> nn.Module:
+        self.check_applies(model, settings)
+        heads = tuple(f"{name}." for name in head_module_names(model))
+        return freeze_all_but(model, lambda name: name.startswith(heads))
 
 
 HEAD = HeadOnly(

@@ -1,23 +1,28 @@
 """The methods HF peft implements, as peft configs with our defaults. Nothing here re-implements a method.
 
 Defaults are what a careful practitioner would start from on a small-to-mid model (sources in docs/METHODS.md):
-LoRA/DoRA r=8, alpha=16 on every linear layer; IA3 on peft's per-architecture targets; prompt tuning with
+LoRA/DoRA r=8, alpha=16 on every linear layer; IA3 on peft's per-architecture targets, or on the keys, values and
+feed-forward outputs found from the module structure where peft has none; prompt tuning with
 20 virtual tokens initialised from sampled vocabulary embeddings; prefix tuning with 20 virtual tokens.
 The task head is always in ``modules_to_save``: it trains and is saved with the adapter.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
 from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_IA3_TARGETS
+from transformers import PreTrainedModel
 from torch import nn
 
 from peftlab.errors import ModelError
 from peftlab.methods.base import Method, at_least, between, positive, settings_object
+from peftlab.methods.targets import attach_points, projection_names, suffixes
 from peftlab.models import head_module_names
 
 
@@ -61,6 +66,7 @@ class PeftLibraryMethod(Method):
         return settings
 
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+        self.check_applies(model, settings)
         return get_peft_model(model, settings_object(self, settings))
 
     def save(self, model: nn.Module, directory: Path) -> None:
@@ -73,6 +79,82 @@ class PeftLibraryMethod(Method):
         if not self.mergeable:
             return super().merge(model)
         return model.merge_and_unload()  # peft folds the update in and unwraps the trained head
+
+
+def _model_type(model: nn.Module) -> str:
+    return getattr(getattr(model, "config", None), "model_type", None) or type(model).__name__
+
+
+@dataclass
+class IA3Method(PeftLibraryMethod):
+    """IA3 on peft's targets for the model type where peft has them (its per-architecture mapping); elsewhere on the
+    attention keys and values and the feed-forward output found from the module structure
+    (:mod:`peftlab.methods.targets`), the feed-forward output rescaled on its input as peft does."""
+
+    def default_settings(self, model: nn.Module) -> dict[str, Any]:
+        settings = super().default_settings(model)
+        if _model_type(model) in PEFT_IA3_TARGETS:
+            return settings
+        points = attach_points(model, head_module_names(model))
+        targets, feedforward = points.keys_values, points.ffn_outputs
+        if targets and feedforward:
+            names = projection_names(model)
+            settings["target_modules"] = suffixes(targets + feedforward, names)
+            settings["feedforward_modules"] = suffixes(feedforward, names)
+        return settings
+
+    def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
+        if settings.get("target_modules") or _model_type(model) in PEFT_IA3_TARGETS:
+            return None
+        return ("peft has no IA3 targets for model type '{}', and no attention key/value and feed-forward output "
+                "projections were found in its blocks; set target_modules and feedforward_modules in "
+                "--method-config").format(_model_type(model))
+
+
+@dataclass
+class PromptLearningMethod(PeftLibraryMethod):
+    """Prompt and prefix tuning: peft reads the embedding width, layers and heads from config keys some
+    architectures name otherwise (DistilBERT's ``dim``, ``n_layers``, ``n_heads``); they are filled in from the model
+    where peft would not find them. Refused where they cannot run: prefix tuning needs attention that takes a
+    key/value cache; neither runs on an encoder-decoder's sequence-classification head (transformers' classes take
+    no input embeddings there)."""
+
+    needs_cache: bool = False
+
+    def default_settings(self, model: nn.Module) -> dict[str, Any]:
+        settings = super().default_settings(model)
+        config = getattr(model, "config", None)
+        if config is None:
+            return settings
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        keys = text.to_dict()
+        if not {"hidden_size", "n_embd", "d_model"} & keys.keys():
+            settings.setdefault("token_dim", model.get_input_embeddings().embedding_dim)
+        if not {"num_hidden_layers", "num_layers", "n_layer"} & keys.keys() and not hasattr(text, "num_hidden_layers"):
+            settings.setdefault("num_layers", len(attach_points(model, head_module_names(model)).blocks))
+        heads = getattr(text, "num_attention_heads", None)
+        if not {"num_attention_heads", "n_head", "num_heads", "encoder_attention_heads"} & keys.keys() and heads:
+            settings.setdefault("num_attention_heads", heads)
+        return settings
+
+    def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
+        config = getattr(model, "config", None)
+        if getattr(config, "is_encoder_decoder", False) and settings.get("task_type") == TaskType.SEQ_CLS:
+            return (f"transformers' {type(model).__name__} takes no input embeddings or key/value prefixes; use "
+                    "the model for generation instead")
+        if self.needs_cache and not _takes_cache(model):
+            return (f"prefix tuning adds keys and values through the attention cache, and {type(model).__name__}'s "
+                    "attention takes none (no past_key_values)")
+        return None
+
+
+def _takes_cache(model: nn.Module) -> bool:
+    """peft's own test for prefix tuning: the model's forward, or its transformer backbone's, has
+    ``past_key_values``."""
+    if "past_key_values" in inspect.signature(model.forward).parameters:
+        return True
+    backbone = next((child for _, child in model.named_children() if isinstance(child, PreTrainedModel)), None)
+    return backbone is not None and "past_key_values" in inspect.signature(backbone.forward).parameters
 
 
 LORA_UPDATE = {"lora_A": 0.0, "lora_B": 0.0}  # DoRA's lora_magnitude_vector is a norm, not an update
@@ -107,7 +189,7 @@ DORA = PeftLibraryMethod(
     setting_ranges=dict(LORA_RANGES),
 )
 
-IA3 = PeftLibraryMethod(
+IA3 = IA3Method(
     name="ia3",
     summary="IA3: learned rescaling vectors on keys, values and FFN activations (peft)",
     learning_rate=5e-3,
@@ -118,7 +200,7 @@ IA3 = PeftLibraryMethod(
     estimate_plan="ia3",
 )
 
-PROMPT = PeftLibraryMethod(
+PROMPT = PromptLearningMethod(
     name="prompt",
     summary="prompt tuning: 20 trainable soft-prompt embeddings before the input (peft)",
     learning_rate=3e-2,
@@ -130,13 +212,14 @@ PROMPT = PeftLibraryMethod(
     "inputs, not a change of any weight, so there is nothing to fold them into",
 )
 
-PREFIX = PeftLibraryMethod(
+PREFIX = PromptLearningMethod(
     name="prefix",
     summary="prefix tuning: 20 trainable key/value prefixes in every layer (peft)",
     learning_rate=1e-2,
     settings_class=PrefixTuningConfig,
     defaults={"num_virtual_tokens": 20},
     estimate_plan="prefix",
+    needs_cache=True,
     setting_ranges=dict(VIRTUAL_TOKEN_RANGES),
     merge_blocker="prefix tuning adds learned key/value prefixes to the attention of every layer; they are "
     "extra tokens, not a change of any weight, so they cannot be folded into the weights",

@@ -248,5 +248,7 @@ def head_module_names(model: PreTrainedModel) -> list[str]:
 
     Generic over architectures: everything that is not under ``model.base_model_prefix``.
     """
-    prefix = model.base_model_prefix
+    prefix = getattr(model, "base_model_prefix", None)
+    if not prefix:  # not a transformers model: no base/head split to read
+        return []
     return [name for name, module in model.named_children() if name != prefix and any(True for _ in module.parameters())]

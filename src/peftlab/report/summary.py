@@ -70,8 +70,10 @@ def headline(results: dict[str, Any]) -> str:
     """The comparison in one sentence, with its numbers."""
     key, words = headline_metric(results)
     reference, best = reference_run(results["runs"]), best_peft_run(results)
-    failed = [run["method"] for run in results["runs"] if run.get("status") != "ok"]
+    failed = [run["method"] for run in results["runs"] if run.get("status") not in ("ok", "refused")]
+    refused = list(dict.fromkeys(run["method"] for run in results["runs"] if run.get("status") == "refused"))
     tail = f" Failed: {', '.join(failed)}." if failed else ""
+    tail += f" Refused (they do not apply to this model): {', '.join(refused)}." if refused else ""
     if reference is None and best is None:
         return "No run finished, so there is nothing to compare." + tail
     if best is None:

@@ -1,8 +1,9 @@
 """One run of a study: build → train → test → save, then the probes (:mod:`peftlab.study.probes`).
 
 `run_method` returns the run's record, the unit the store keeps and results.json lists: ``method``, ``seed``,
-``run_key``, ``config`` (the method's settings and learning rate), ``status`` (``ok`` or ``failed`` with its
-``reason``; the traceback in OUT/logs/<run>.log), ``metrics`` (test, and the best validation epoch), ``cost``,
+``run_key``, ``config`` (the method's settings and learning rate), ``status`` (``ok``; ``refused`` with its
+``reason`` when the method does not apply to the model, decided before training; or ``failed`` with its ``reason``,
+the traceback in OUT/logs/<run>.log), ``metrics`` (test, and the best validation epoch), ``cost``,
 ``curve``, ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
 Only building, training, testing and saving can fail a run; a probe's failure stays in its own record.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from peftlab.errors import MethodNotApplicable
 from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.files import RUN_FILE, RUNS_DIR, short_reason, write_json_atomic, write_log
 from peftlab.measure import PeakMemory, Phases, directory_bytes, parameter_counts, release_free_memory
@@ -42,6 +44,9 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     resumed = checkpoint_epoch(run.checkpoint(out))
     try:
         _train_and_measure(study, name, encoded, accelerator, out, record, run, phases)
+    except MethodNotApplicable as error:  # decided before training: the method does not fit this model
+        record["status"] = "refused"
+        record["reason"] = str(error)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
         record["status"] = "failed"
         record["reason"] = short_reason(error, limit=10_000)
@@ -63,6 +68,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -
     base = task.kind.load_model(study.model_ref, task.label_names, study.tokenizer.pad_token_id, **memory.load_kwargs())
     base = memory.prepare(base, method)
     settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
+    method.check_applies(base, settings)  # MethodNotApplicable: the run is refused, nothing trains
     model = method.apply(base, settings).to(accelerator.device)
     train_config = TrainConfig(
         learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,

@@ -1,7 +1,7 @@
 """The study store: one SQLite file (OUT/study.sqlite) holding the study's identity and every run's state.
 
 Each run is a row keyed by its run key (method, seed, learning rate; tuning trials have their own keys) with its
-status (`running`, `ok`, `failed`, and for tuning trials `pruned`), configuration, metrics, cost and timings,
+status (`running`, `ok`, `failed`, `refused`, and for tuning trials `pruned`), configuration, metrics, cost and timings,
 artifact folder and the full record as JSON. Every write is one transaction (the stdlib ``sqlite3`` connection as
 a context manager commits or rolls back), so a process killed at any point leaves the last committed state:
 a run is either finished with its whole record or not finished. results.json is derived from the store.
@@ -27,7 +27,7 @@ from typing import Any
 from peftlab.errors import ConfigError
 from peftlab.files import CHECKPOINTS_DIR, RESULTS_FILE, RUNS_DIR, STORE_FILE, error_line, jsonable
 
-FINISHED = ("ok", "failed", "pruned")
+FINISHED = ("ok", "failed", "pruned", "refused")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS runs (
     method TEXT NOT NULL,
     seed INTEGER NOT NULL,
     learning_rate REAL,             -- NULL: the method's default (or configured) learning rate
-    status TEXT NOT NULL,           -- running, ok, failed, pruned
+    status TEXT NOT NULL,           -- running, ok, failed, refused, pruned
     config TEXT,                    -- JSON: the run's method settings and learning rate
     metrics TEXT,                   -- JSON
     cost TEXT,                      -- JSON: parameters, memory, train seconds, tokens...
@@ -163,7 +163,7 @@ class StudyStore:
         return self.run(run_key)["attempts"]
 
     def finish(self, run_key: str, record: dict[str, Any], wall_seconds: float | None = None) -> None:
-        """Store a run's final record (status ok, failed or pruned) in one transaction."""
+        """Store a run's final record (status ok, failed, refused or pruned) in one transaction."""
         self._execute(
             "UPDATE runs SET status = ?, config = ?, metrics = ?, cost = ?, artifact = ?, reason = ?, record = ?, "
             "finished_at = ?, wall_seconds = ? WHERE run_key = ?",

@@ -22,6 +22,7 @@ from typing import Any
 
 import optuna
 
+from peftlab.errors import MethodNotApplicable
 from peftlab.files import trial_objective
 from peftlab.measure import release_free_memory
 from peftlab.methods import get_method
@@ -52,7 +53,7 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
         for learning_rate in grid:
             spec = RunSpec(method, config.seed, learning_rate, phase="tune", primary=False)
             row = store.run(spec.key) if store is not None else None
-            if row is not None and row["status"] in ("ok", "pruned", "failed"):
+            if row is not None and row["status"] in ("ok", "pruned", "failed", "refused"):
                 record = row["record"]
                 optuna_study.add_trial(_replayed(record, distribution))
             else:
@@ -62,6 +63,8 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
                 if store is not None:
                     store.finish(spec.key, record, record["seconds"])
             trials.append(record)
+            if record["status"] == "refused":  # every rate would be refused: the method does not fit the model
+                break
         results[method] = {"grid": grid, "trials": trials, "chosen_learning_rate": choose(trials),
                            "seconds": sum(trial["seconds"] for trial in trials)}
     return results
@@ -77,7 +80,7 @@ def choose(trials: list[dict]) -> float | None:
 
 def _replayed(record: dict, distribution):
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
-             "failed": optuna.trial.TrialState.FAIL}[record["status"]]
+             "failed": optuna.trial.TrialState.FAIL, "refused": optuna.trial.TrialState.FAIL}[record["status"]]
     key = trial_objective(record)
     value = pruning_value(record["best_validation"], key) if record["status"] == "ok" else None
     return optuna.trial.create_trial(
@@ -113,6 +116,9 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
         train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report)
     except optuna.TrialPruned:
         record["status"] = "pruned"
+    except MethodNotApplicable as error:  # the run itself will be refused with the same reason
+        record["status"] = "refused"
+        record["reason"] = str(error)
     except Exception as error:  # noqa: BLE001 - a diverging learning rate is a result of the search
         record["status"] = "failed"
         record["reason"] = f"{type(error).__name__}: {str(error).strip()[:200]}"
@@ -124,7 +130,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
     if record["validation"]:
         record["best_validation"] = max(record["validation"], key=lambda v: (v[objective], -v["loss"]))
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,
-             "failed": optuna.trial.TrialState.FAIL}[record["status"]]
+             "failed": optuna.trial.TrialState.FAIL, "refused": optuna.trial.TrialState.FAIL}[record["status"]]
     value = pruning_value(record["best_validation"], objective) if state == optuna.trial.TrialState.COMPLETE else None
     if value is not None and math.isfinite(value):
         optuna_study.tell(trial, value)
