@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-import transformers
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+from peftlab import CompareConfig, compare  # noqa: E402
 
 HIDDEN, LAYERS, HEADS, FFN = 32, 2, 2, 64
 
@@ -101,14 +103,65 @@ def save_tiny_model(arch: Architecture, directory: Path, tokenizer, seed: int = 
     return directory
 
 
-if __name__ == "__main__":
+# --- the generated table of docs/ARCHITECTURES.md -----------------------------------------------------------------
+
+TABLE_METHODS = ("full", "head", "bitfit", "lora", "dora", "ia3", "prompt", "prefix", "adapter")
+
+
+def _cell(run: dict) -> str:
+    if run["status"] != "ok":
+        reason = run.get("reason", "").split(": ", 1)[-1] if run["status"] == "refused" else run.get("reason", "")
+        return f"{run['status']}: {reason}".replace("|", "/")
+    estimate = run.get("estimate") or {}
+    if estimate.get("status") == "skipped" or "flops_per_step_counted" not in estimate:
+        return f"ok (estimate {estimate.get('status', 'absent')}: {estimate.get('reason', '')})".replace("|", "/")
+    flops = estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"]
+    params = estimate["trainable_params_estimated"] / run["cost"]["trainable_params"]
+    return f"ok · params {params:.2f} · FLOPs {flops:.2f}"
+
+
+def architecture_table(out: Path, tokenizer, data: Path, jobs: list[tuple[str, Path]]) -> str:
+    """Run `compare` with every method in TABLE_METHODS on each (architecture, data) and return the markdown table."""
+    lines = ["| architecture | stack | task | " + " | ".join(TABLE_METHODS) + " |",
+             "|---|---|---|" + "---|" * len(TABLE_METHODS)]
+    for arch in ARCHITECTURES:
+        if not arch.available():
+            lines.append(f"| {arch.name} | {arch.stack} | - | " + " | ".join(["not in this transformers"] * len(TABLE_METHODS)) + " |")
+            continue
+        folder = save_tiny_model(arch, out / arch.name, tokenizer)
+        for task_name, task_data in jobs:
+            results = compare(CompareConfig(model=str(folder), data=str(task_data), methods=list(TABLE_METHODS),
+                                            max_steps=1, batch_size=4, max_train_examples=16, max_eval_examples=8,
+                                            robustness=False, out=str(out / f"{arch.name}-{task_name}")))
+            cells = {run["method"]: _cell(run) for run in results["runs"]}
+            lines.append(f"| {arch.name} | {arch.stack} | {results['study']['task']['type']} | "
+                         + " | ".join(cells.get(m, "-") for m in TABLE_METHODS) + " |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python tests/zoo.py docs/ARCHITECTURES.md
     import sys
     import tempfile
+    import warnings
 
+    from conftest import tiny_texts
     from peftlab.models import load_tokenizer, resolve_model
 
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else None
     tok = load_tokenizer(resolve_model("minilm"))
     tok.eos_token = "[SEP]"
     with tempfile.TemporaryDirectory() as tmp:
-        for arch in ARCHITECTURES:
-            print(arch.name, save_tiny_model(arch, Path(tmp) / arch.name, tok))
+        csv = Path(tmp) / "tiny_task.csv"
+        tiny_texts().to_csv(csv, index=False)
+        table = architecture_table(Path(tmp), tok, csv, [("classification", csv)])
+    if target is not None:
+        text = target.read_text(encoding="utf-8")
+        begin, end = "<!-- zoo table: begin -->", "<!-- zoo table: end -->"
+        head, rest = text.split(begin, 1)
+        target.write_text(head + begin + "\n" + table + "\n" + end + rest.split(end, 1)[1], encoding="utf-8")
+    else:
+        print(table)

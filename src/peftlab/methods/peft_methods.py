@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
-from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME
+from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, ModulesToSaveWrapper
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_IA3_TARGETS
 from transformers import PreTrainedModel
 from torch import nn
@@ -78,7 +78,19 @@ class PeftLibraryMethod(Method):
     def merge(self, model: nn.Module) -> nn.Module:
         if not self.mergeable:
             return super().merge(model)
+        _unwrap_trained_heads(model)
         return model.merge_and_unload()  # peft folds the update in and unwraps the trained head
+
+
+def _unwrap_trained_heads(model: nn.Module) -> None:
+    """Put each trained head copy (peft's ``modules_to_save``) in place of its wrapper, before merging: peft 0.21's
+    LoRA merge does this itself, its IA3 merge does not, and fails on a head that is not a single layer (T5's,
+    BART's and RoBERTa's classification heads: "'T5ClassificationHead' object has no attribute 'weight'")."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, ModulesToSaveWrapper) and module.active_adapters:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.modules_to_save[module.active_adapters[0]])
 
 
 def _model_type(model: nn.Module) -> str:
@@ -115,7 +127,8 @@ class IA3Method(PeftLibraryMethod):
 class PromptLearningMethod(PeftLibraryMethod):
     """Prompt and prefix tuning: peft reads the embedding width, layers and heads from config keys some
     architectures name otherwise (DistilBERT's ``dim``, ``n_layers``, ``n_heads``); they are filled in from the model
-    where peft would not find them. Refused where they cannot run: prefix tuning needs attention that takes a
+    where peft would not find them, and a soft prompt is as wide as the input embeddings (ALBERT's are narrower
+    than its hidden size). Refused where they cannot run: prefix tuning needs attention that takes a
     key/value cache; neither runs on an encoder-decoder's sequence-classification head (transformers' classes take
     no input embeddings there)."""
 
@@ -128,8 +141,11 @@ class PromptLearningMethod(PeftLibraryMethod):
             return settings
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         keys = text.to_dict()
-        if not {"hidden_size", "n_embd", "d_model"} & keys.keys():
-            settings.setdefault("token_dim", model.get_input_embeddings().embedding_dim)
+        width = model.get_input_embeddings().embedding_dim
+        peft_width = next((keys[key] for key in ("hidden_size", "n_embd", "d_model") if key in keys), None)
+        if peft_width is None or (not self.needs_cache and peft_width != width):
+            # prompt tuning's virtual tokens are input embeddings: ALBERT's are narrower than its hidden size
+            settings.setdefault("token_dim", width if not self.needs_cache else getattr(text, "hidden_size", width))
         if not {"num_hidden_layers", "num_layers", "n_layer"} & keys.keys() and not hasattr(text, "num_hidden_layers"):
             settings.setdefault("num_layers", len(attach_points(model, head_module_names(model)).blocks))
         heads = getattr(text, "num_attention_heads", None)

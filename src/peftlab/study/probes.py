@@ -101,6 +101,9 @@ class EstimateProbe(Probe):
             "flops_per_step_estimated": estimated["flops_per_step"],
             "flops_per_step_counted": counted,
             "flops_shape": [rows, seq_len],
+            # the estimate's parameter counts, next to the run's cost.trainable_params and cost.total_params
+            "trainable_params_estimated": peak["trainable_params"],
+            "total_params_estimated": peak["total_params"],
         }
 
 

@@ -1,0 +1,101 @@
+"""Any model the user brings: every architecture of the zoo (tests/zoo.py, tiny random models saved as local folders)
+runs `compare` with full, lora, ia3, prompt and adapter; a method that cannot apply is refused with its reason; the
+adapters it saves load back with peft (or peftlab's adapter loader) and give identical logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForSequenceClassification
+
+from peftlab import CompareConfig, compare
+from peftlab.export import ExportConfig, export
+from peftlab.methods import get_method
+from peftlab.methods.targets import attach_points
+from peftlab.models import head_module_names, load_classifier, resolve_model
+from zoo import ARCHITECTURES, save_tiny_model
+
+ZOO = [arch for arch in ARCHITECTURES if arch.available()]
+METHODS = ["full", "lora", "ia3", "prompt", "adapter"]
+# what may be refused, and must say why: the only combinations that cannot apply among METHODS
+REFUSED = {("t5", "prompt"): "takes no input embeddings", ("bart", "prompt"): "takes no input embeddings"}
+
+
+@pytest.fixture(scope="module")
+def zoo_dirs(tmp_path_factory, smollm_tokenizer):
+    root = tmp_path_factory.mktemp("zoo")
+    return {arch.name: save_tiny_model(arch, root / arch.name, smollm_tokenizer) for arch in ZOO}
+
+
+@pytest.mark.parametrize("arch", ZOO, ids=lambda arch: arch.name)
+def test_compare_runs_every_method_that_applies(arch, zoo_dirs, tiny_task_csv, tmp_path):
+    out = tmp_path / "out"
+    results = compare(CompareConfig(model=str(zoo_dirs[arch.name]), data=str(tiny_task_csv), methods=METHODS,
+                                    max_steps=1, batch_size=4, max_train_examples=16, max_eval_examples=8,
+                                    robustness=False, out=str(out)))
+    for run in results["runs"]:
+        expected = REFUSED.get((arch.name, run["method"]))
+        if expected:
+            assert run["status"] == "refused" and expected in run["reason"] and "\n" not in run["reason"], run
+            continue
+        assert run["status"] == "ok", (run["method"], run.get("reason"))
+        assert run["metrics"]["accuracy"] is not None
+        assert 0 < run["cost"]["trainable_params"] <= run["cost"]["total_params"]
+    assert (out / "report.html").is_file() and (out / "results.json").is_file()
+    for method in ("lora", "ia3"):  # exported as a peft adapter and merged into the base, logits checked by export
+        summary = export(ExportConfig(run_dir=str(out), method=method, adapter=str(tmp_path / method / "adapter"),
+                                      merged=str(tmp_path / method / "merged")))
+        assert (tmp_path / method / "adapter" / "adapter_model.safetensors").is_file()
+        assert summary["merged"]["max_abs_logit_difference"] <= 1e-4, (method, summary["merged"])
+
+
+def _seeded_classifier(folder):
+    torch.manual_seed(1)  # the new head starts the same on every load
+    return load_classifier(resolve_model(str(folder)), ["neg", "pos"], pad_token_id=0).eval()
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "prompt", "adapter"])
+@pytest.mark.parametrize("arch", ZOO, ids=lambda arch: arch.name)
+def test_a_saved_adapter_loads_back_with_identical_logits(arch, method, zoo_dirs, tmp_path):
+    if (arch.name, method) in REFUSED:
+        pytest.skip(f"{method} is refused on {arch.name}")
+    folder = zoo_dirs[arch.name]
+    registered = get_method(method)
+    base = _seeded_classifier(folder)
+    settings, _ = registered.resolve(base, {})
+    model = registered.apply(base, settings).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # stand-in for training: every trainable tensor moves away from its initial value
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    ids = torch.randint(5, 1000, (2, 12), generator=generator)
+    ids[:, -1] = 102  # [SEP], the tokenizer's EOS: T5's and BART's classifiers read the last EOS token
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    with torch.no_grad():
+        trained = model(**batch).logits
+    registered.save(model, tmp_path)
+    fresh = _seeded_classifier(folder)
+    loaded = (PeftModel.from_pretrained(fresh, str(tmp_path)) if method != "adapter"
+              else registered.load(fresh, tmp_path)).eval()
+    with torch.no_grad():
+        again = loaded(**batch).logits
+        untrained = _seeded_classifier(folder)(**batch).logits
+    assert torch.allclose(trained, again, atol=1e-5), (trained, again)
+    assert not torch.allclose(trained, untrained, atol=1e-4)  # the update is in the saved files
+
+
+@pytest.mark.parametrize("arch", ZOO, ids=lambda arch: arch.name)
+def test_every_block_has_its_attach_points(arch, smollm_tokenizer):
+    """The structure finder sees each block's attention(s), their keys/values and output, and the FFN output."""
+    config = arch.config(len(smollm_tokenizer), smollm_tokenizer)
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    points = attach_points(model, head_module_names(model))
+    stacks = 2 if arch.stack == "encoder-decoder" else 1
+    layers = 1 if arch.name == "albert" else 2  # ALBERT shares one layer's weights across its depth
+    assert len(points.blocks) == stacks * layers  # every zoo model has 2 layers per stack
+    for block in points.blocks:
+        assert block.ffn_output and all(a.output and a.keys_values for a in block.attentions), block
+        assert len(block.attentions) in (1, 2)  # self-attention; a decoder of an encoder-decoder also cross-attends
