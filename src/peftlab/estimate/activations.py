@@ -24,7 +24,7 @@ q, k, v, the output and a log-sum-exp per head and token; the s x s score matrix
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from peftlab.estimate.architecture import ModelFacts
 from peftlab.estimate.plans import LayerPlan, MethodPlan
@@ -227,13 +227,41 @@ def forward_working_bytes(facts: ModelFacts, ctx: ActivationContext, kv_tokens: 
     return max(2 * f * ctx.e, scores) + 3 * h * ctx.e
 
 
+def _canonical(lp: LayerPlan) -> LayerPlan:
+    """A generic layer's plan in the detailed families' roles, for their formulas: a fused qkv as q, k and v, a
+    fused gate_up as gate and up; cross-attention, DeBERTa's position projections and unrecognised linears are
+    left out (an approximation the estimate names)."""
+    def mapped(roles: frozenset[str]) -> frozenset[str]:
+        out = set(roles)
+        if "qkv" in out:
+            out |= {"q", "k", "v"}
+        if "gate_up" in out:
+            out |= {"gate", "up"}
+        return frozenset(out - {"qkv", "gate_up"})
+
+    return replace(lp, trains_weights=mapped(lp.trains_weights), trains_biases=mapped(lp.trains_biases),
+                   lora=mapped(lp.lora), ia3_out=mapped(lp.ia3_out), ia3_in=mapped(lp.ia3_in),
+                   adapters=mapped(lp.adapters))
+
+
 def layers_bytes(facts: ModelFacts, plan: MethodPlan, ctx: ActivationContext) -> tuple[float, float, bool]:
-    """(bytes per token kept by all layers and embeddings, by the largest single layer, grad flows at the top)."""
+    """(bytes per token kept by all layers and embeddings, by the largest single layer, grad flows at the top).
+
+    A generic architecture takes the formulas of the nearer family (``facts.family``) for each of its layers, with
+    each run of a layer shared across depth counted (ALBERT) and an encoder-decoder's decoder layers over as many
+    positions as the encoder's."""
     layer_fn = encoder_layer_bytes if facts.family == "encoder" else decoder_layer_bytes
     total, grad = embedding_bytes(facts, plan, ctx)
+    embeddings_grad = grad
+    stacks, calls = plan.tensors.layer_stacks, plan.tensors.layer_calls
     largest = 0.0
-    for lp in plan.layers:
-        kept, grad = layer_fn(facts, lp, plan, ctx, grad)
-        total += kept
-        largest = max(largest, kept)
+    for index, lp in enumerate(plan.layers):
+        if facts.generic:
+            lp = _canonical(lp)
+            if index < len(stacks) and stacks[index] == "decoder" and (index == 0 or stacks[index - 1] != "decoder"):
+                grad = embeddings_grad
+        for _ in range(calls[index] if index < len(calls) else 1):
+            kept, grad = layer_fn(facts, lp, plan, ctx, grad)
+            total += kept
+            largest = max(largest, kept)
     return total, largest, grad

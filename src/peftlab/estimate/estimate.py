@@ -11,7 +11,7 @@ from typing import Any
 
 from peftlab.errors import MethodError
 from peftlab.estimate import memory as mem
-from peftlab.estimate.architecture import ModelFacts, facts_from_config
+from peftlab.estimate.architecture import ModelFacts, facts_from_config, modelled_as
 from peftlab.estimate.flops import step_flops
 from peftlab.estimate.gpus import fits_on, get_gpu
 from peftlab.estimate.load import load_facts
@@ -68,6 +68,7 @@ def estimate_plan(facts: ModelFacts, plan: MethodPlan, settings: EstimateSetting
         "gpu": gpu.name,
         "checkpoint_bytes": checkpoint_bytes(plan, settings.dtype),
         "fits_on": fits_on(total),
+        "architecture": modelled_as(facts),
     }
 
 
@@ -92,7 +93,8 @@ def estimate(model: str, methods: list[str], settings: EstimateSettings | None =
 def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] | None, batch_size: int, seq_len: int,
                  dtype: str = "fp32", device: str = "cpu", task: str = "classification") -> dict[str, Any]:
     """The estimate for one `peftlab compare` run: a sequence classifier (the config's labels) or, with task
-    "causal-lm", a causal LM (multiple-choice and generation runs: the LM head over every position), trained with
+    "causal-lm", a causal LM (multiple-choice and generation runs: the LM head over every position), or with
+    "seq2seq-lm" an encoder-decoder's conditional generation (targets as long as the inputs), trained with
     torch AdamW on `device` ("cpu" or "cuda") on batches padded to `seq_len`, `settings` the run's method
     settings (its record's "config"; learning_rate and keys the estimate does not model are ignored).
 

@@ -9,65 +9,22 @@ that the activation and FLOP formulas read.
 The task decides the top: ``causal-lm`` ends in ``lm_head`` (vocabulary x hidden, absent when tied to the input
 embeddings), ``classification`` in the sequence-classification head of the transformers class (BERT: pooler +
 ``classifier``; RoBERTa: ``classifier.dense`` + ``classifier.out_proj``; decoders: ``score``, no bias).
+
+Every other architecture (``facts.generic``) has its tensors read off its transformers class for the task,
+instantiated on the meta device (meta.py): ``classification`` AutoModelForSequenceClassification, ``causal-lm``
+AutoModelForCausalLM, ``seq2seq-lm`` AutoModelForSeq2SeqLM (T5, BART).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from peftlab.errors import ModelError
 from peftlab.estimate.architecture import ModelFacts
+from peftlab.estimate.meta import meta_tensors
+from peftlab.estimate.tensors import Linear, ModelTensors, Tensor
 
-TASKS = ("causal-lm", "classification")
+__all__ = ["Linear", "ModelTensors", "Tensor", "TASKS", "model_tensors"]
 
-
-@dataclass(frozen=True)
-class Linear:
-    """One linear layer: y = x W^T (+ b), W of shape (out_features, in_features)."""
-
-    name: str  # full module name
-    in_features: int
-    out_features: int
-    bias: bool
-    layer: int | None  # transformer layer index; None outside the layers
-    role: str  # q, k, v, o, gate, up, down (in layers); pooler, head_dense, head (outside)
-
-    @property
-    def weight_numel(self) -> int:
-        return self.in_features * self.out_features
-
-    @property
-    def numel(self) -> int:
-        return self.weight_numel + (self.out_features if self.bias else 0)
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """A parameter that is not a linear layer's weight: embeddings, norm weights and biases."""
-
-    name: str
-    numel: int
-    kind: str  # embedding, norm, norm_bias
-
-
-@dataclass(frozen=True)
-class ModelTensors:
-    """Everything the base model holds, split into the parts methods treat differently."""
-
-    linears: list[Linear]  # every linear in the base and the head
-    embeddings: list[Tensor]
-    norms: list[Tensor]  # norm weights and biases (LayerNorm) or weights (RMSNorm)
-    prefix: str  # the base model's attribute name (bert, roberta, model)
-
-    @property
-    def head_linears(self) -> list[Linear]:
-        return [lin for lin in self.linears if lin.role in ("head", "head_dense")]
-
-    @property
-    def layer_linears(self) -> list[Linear]:
-        return [lin for lin in self.linears if lin.layer is not None]
-
-    def total_numel(self) -> int:
-        return sum(lin.numel for lin in self.linears) + sum(t.numel for t in self.embeddings + self.norms)
+TASKS = ("causal-lm", "classification", "seq2seq-lm")
 
 
 # module-name suffix of each role, per family
@@ -78,6 +35,10 @@ DECODER_ROLES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_at
 
 
 def model_tensors(facts: ModelFacts, task: str) -> ModelTensors:
+    if facts.generic:
+        return _generic_tensors(facts, task)
+    if task == "seq2seq-lm":
+        raise ModelError(f"model type '{facts.model_type}' is not an encoder-decoder: it has no seq2seq-lm head")
     if facts.family == "encoder":
         return _encoder_tensors(facts)
     return _decoder_tensors(facts, task)
@@ -127,3 +88,12 @@ def _decoder_tensors(facts: ModelFacts, task: str) -> ModelTensors:
     elif not facts.tie_word_embeddings:  # a tied lm_head is the embedding matrix itself: no tensor of its own
         linears.append(Linear("lm_head", h, facts.vocab_size, False, None, "head"))
     return ModelTensors(linears, embeddings, norms, "model")
+
+
+def _generic_tensors(facts: ModelFacts, task: str) -> ModelTensors:
+    """The tensors of the transformers class for `task`, from the model instantiated on the meta device."""
+    if facts.config is None:
+        raise ModelError(f"model type '{facts.model_type}' has no config to instantiate; cannot list its tensors")
+    tensors, _ = meta_tensors(facts.config, task, facts.num_labels, facts.stack == "encoder-decoder", facts.num_layers,
+                              facts.intermediate_size)
+    return tensors

@@ -32,7 +32,7 @@ def loss_bytes(facts: ModelFacts, plan: MethodPlan, tokens: int, settings: Estim
     (8·T·V more). torchtune (CEWithChunkedOutputLoss, compiled as in its published numbers): the logits are kept
     in the activation dtype and upcast one chunk in eight at a time (about 1.5·T·V in fp32 for a chunk's upcast,
     softmax and gradient)."""
-    if plan.task != "causal-lm":
+    if plan.task not in ("causal-lm", "seq2seq-lm"):
         return 0, 0
     logits = tokens * facts.vocab_size
     if settings.recipe == "torchtune":
@@ -58,7 +58,7 @@ def autocast_copy_bytes(facts: ModelFacts, plan: MethodPlan, dtype: str) -> tupl
     if dtype != "mixed" or not any(lp.trains_anything for lp in plan.layers) and not plan.embeddings_train:
         return 0, 0
     layer_weights = sum(lin.weight_numel for lin in plan.tensors.layer_linears)
-    return 2 * layer_weights, 2 * layer_weights // facts.num_layers
+    return 2 * layer_weights, 2 * layer_weights // max(1, len(plan.layers))
 
 
 def activation_bytes(facts: ModelFacts, plan: MethodPlan, settings: EstimateSettings) -> tuple[int, int]:
@@ -80,7 +80,8 @@ def activation_bytes(facts: ModelFacts, plan: MethodPlan, settings: EstimateSett
     mask = settings.batch_size * ctx.seq_len ** 2 * kv_tokens * ctx.e if has_attention_mask(plan, settings) else 0
     plain = (per_token * tokens + top + mask + kept_loss + copies_all
              + max(transient_loss, working, forward_working - largest_layer * tokens))
-    inputs = facts.num_layers * facts.hidden_size * ctx.e * tokens
+    layer_runs = sum(plan.tensors.layer_calls) if plan.tensors.layer_calls else len(plan.layers)
+    inputs = layer_runs * facts.hidden_size * ctx.e * tokens
     checkpointed = inputs + mask + max(top + kept_loss + transient_loss,
                                        largest_layer * tokens + working + copies_layer, forward_working)
     return int(plain), int(min(plain, checkpointed))

@@ -82,6 +82,7 @@ class MethodPlan:
     head_trains: bool = False
     head_copy: bool = False  # peft's modules_to_save: a trainable copy of the head beside the frozen original
     prompt_tokens: int = 0  # prompt tuning: virtual tokens prepended to every input
+    decoder_prompt_tokens: int = 0  # ... and to an encoder-decoder's decoder input (peft's seq2seq LM)
     prefix_tokens: int = 0  # prefix tuning: virtual key/value positions in every layer
     lora_rank: int = 0
     lora_dropout: float = 0.0
@@ -166,7 +167,8 @@ def _by_layer(linears: list[Linear], num_layers: int) -> list[set[str]]:
 
 
 def _head_names(plan: MethodPlan) -> list[tuple[str, int]]:
-    return [(lin.name, lin.numel) for lin in plan.tensors.head_linears]
+    return ([(lin.name, lin.numel) for lin in plan.tensors.head_linears]
+            + [(t.name, t.numel) for t in plan.tensors.norms if t.kind == "head_norm"])
 
 
 RECIPES = ("hf", "torchtune")
@@ -190,7 +192,7 @@ def build_plan(facts: ModelFacts, method_name: str, settings: dict[str, Any], ta
     method, variant = estimated_method(method_name)
     builder = _builder(method_name, method)
     tensors = model_tensors(facts, task)
-    plan = MethodPlan(method_name, settings, task, tensors, [LayerPlan() for _ in range(facts.num_layers)])
+    plan = MethodPlan(method_name, settings, task, tensors, [LayerPlan() for _ in range(tensors.layer_count())])
     plan.added_parameters_fp32 = method.added_parameters_fp32
     plan.adapters_in_model_dtype = recipe == "torchtune"
     plan.quantized_base = variant is not None and variant.quantized_base
@@ -205,7 +207,7 @@ def build_plan(facts: ModelFacts, method_name: str, settings: dict[str, Any], ta
 
 def _plan_full(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     tensors = plan.tensors
-    for i, layer_roles in enumerate(_by_layer(tensors.layer_linears, facts.num_layers)):
+    for i, layer_roles in enumerate(_by_layer(tensors.layer_linears, len(plan.layers))):
         biased = {lin.role for lin in tensors.layer_linears if lin.layer == i and lin.bias}
         plan.layers[i] = LayerPlan(trains_weights=frozenset(layer_roles), trains_biases=frozenset(biased),
                                    trains_norms=True)
@@ -230,7 +232,7 @@ def _plan_bitfit(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     if not biased and not norm_biases:
         raise MethodError(f"method 'bitfit' needs bias terms, and model type '{facts.model_type}' has none; "
                           "pick another method")
-    for i, roles in enumerate(_by_layer(biased, facts.num_layers)):
+    for i, roles in enumerate(_by_layer(biased, len(plan.layers))):
         plan.layers[i] = LayerPlan(trains_biases=frozenset(roles), trains_norms=bool(norm_biases))
     plan.embedding_norm_trains = bool(norm_biases)
     plan.head_trains = True
@@ -243,7 +245,7 @@ def _plan_lora(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     plan.lora_rank, plan.lora_dropout = rank, float(settings.get("lora_dropout", 0.0) or 0.0)
     plan.dora = bool(settings.get("use_dora", False))  # DoRA: the registry's dora has use_dora=True
     targets = _lora_targets(plan.tensors, settings.get("target_modules", "all-linear"))
-    for i, roles in enumerate(_by_layer(targets, facts.num_layers)):
+    for i, roles in enumerate(_by_layer(targets, len(plan.layers))):
         plan.layers[i] = LayerPlan(lora=frozenset(roles))
     plan.pooler_trains = any(lin.role == "pooler" for lin in targets)  # a LoRA branch on BERT's pooler
     for lin in targets:
@@ -266,8 +268,8 @@ def _plan_ia3(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
     ins = [lin for lin in chosen if scales_input(lin)]
     outs = [lin for lin in chosen if not scales_input(lin)]
-    by_in, by_out = _by_layer(ins, facts.num_layers), _by_layer(outs, facts.num_layers)
-    for i in range(facts.num_layers):
+    by_in, by_out = _by_layer(ins, len(plan.layers)), _by_layer(outs, len(plan.layers))
+    for i in range(len(plan.layers)):
         plan.layers[i] = LayerPlan(ia3_in=frozenset(by_in[i]), ia3_out=frozenset(by_out[i]))
     plan.added = ([(f"{lin.name}.ia3_l", lin.in_features) for lin in ins]
                   + [(f"{lin.name}.ia3_l", lin.out_features) for lin in outs])
@@ -287,7 +289,7 @@ def _plan_adapter(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     if not chosen:
         raise MethodError(f"adapter target_modules {targets!r} match no linear layer of this model")
     plan.bottleneck = bottleneck
-    for i, roles in enumerate(_by_layer(chosen, facts.num_layers)):
+    for i, roles in enumerate(_by_layer(chosen, len(plan.layers))):
         plan.layers[i] = LayerPlan(adapters=frozenset(roles))
     for lin in chosen:
         width = lin.out_features
@@ -301,9 +303,22 @@ def _plan_adapter(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
         plan.trainable += _head_names(plan)
 
 
+def _submodules(plan: MethodPlan, settings: dict) -> int:
+    """peft's num_transformer_submodules: 2 (virtual tokens for the encoder and for the decoder) when peft runs the
+    model as a seq2seq LM: the run's task_type says (peftlab resolves it from the model), else the task does."""
+    if settings.get("num_transformer_submodules"):
+        return int(settings["num_transformer_submodules"])
+    task_type = settings.get("task_type")
+    if task_type is not None:
+        return 2 if str(getattr(task_type, "value", task_type)) == "SEQ_2_SEQ_LM" else 1
+    return 2 if plan.task == "seq2seq-lm" else 1
+
+
 def _plan_prompt(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     plan.prompt_tokens = int(settings.get("num_virtual_tokens", 20))
-    plan.added = [("prompt_encoder.embedding", plan.prompt_tokens * facts.hidden_size)]
+    submodules = _submodules(plan, settings)
+    plan.decoder_prompt_tokens = plan.prompt_tokens if submodules == 2 else 0
+    plan.added = [("prompt_encoder.embedding", plan.prompt_tokens * submodules * facts.embedding_width)]
     plan.trainable = list(plan.added)
 
 
@@ -311,10 +326,11 @@ def _plan_prefix(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     if settings.get("prefix_projection"):
         raise MethodError("prefix tuning with prefix_projection=True is not modelled by the estimate")
     plan.prefix_tokens = int(settings.get("num_virtual_tokens", 20))
-    plan.layers = [LayerPlan(prefix=True) for _ in range(facts.num_layers)]
-    # one key and one value vector per virtual token and layer (of the key/value width under grouped-query attention)
-    token_dim = facts.kv_dim if facts.family == "decoder" else facts.hidden_size
-    plan.added = [("prompt_encoder.embedding", plan.prefix_tokens * facts.num_layers * 2 * token_dim)]
+    plan.layers = [LayerPlan(prefix=True) for _ in plan.layers]
+    # one key and one value vector per virtual token and layer (of the key/value width under grouped-query attention;
+    # peft's num_layers is the config's num_hidden_layers, an encoder-decoder's encoder layers)
+    plan.added = [("prompt_encoder.embedding", plan.prefix_tokens * _submodules(plan, settings) * facts.num_layers
+                   * 2 * facts.prefix_token_dim)]
     plan.trainable = list(plan.added)
 
 

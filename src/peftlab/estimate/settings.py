@@ -28,7 +28,8 @@ class EstimateSettings:
     optimizer_in_backward: bool = False  # each gradient freed right after its update (torchtune's optimizer_in_bwd)
     gpu: str = DEFAULT_GPU
     utilisation: float = 0.4  # achieved share of the GPU's peak FLOP/s (model FLOPs utilisation)
-    task: str | None = None  # causal-lm or classification; None: causal-lm for decoders, classification for encoders
+    task: str | None = None  # causal-lm, classification or seq2seq-lm; None: causal-lm for decoders, seq2seq-lm for
+    # encoder-decoders, classification for encoders
     device: str = "cuda"  # cuda or cpu: decides the attention kernel, dropout masks and AdamW's implementation
     padded: bool = False  # batches padded to a common length: an attention mask reaches the attention kernel
     attention: str | None = None  # flash or math; None: flash, except on CPU with attention dropout (math)
@@ -57,14 +58,23 @@ class EstimateSettings:
         get_gpu(self.gpu)
 
     def task_for(self, facts: ModelFacts) -> str:
-        task = self.task or ("causal-lm" if facts.family == "decoder" else "classification")
-        if task == "causal-lm" and facts.family == "encoder":
+        defaults = {"decoder": "causal-lm", "encoder-decoder": "seq2seq-lm"}
+        task = self.task or defaults.get(facts.stack, "classification")
+        if task == "causal-lm" and facts.stack == "encoder":
             raise ConfigError(f"model type '{facts.model_type}' is an encoder: estimate it with --task classification")
+        if task == "causal-lm" and facts.stack == "encoder-decoder":
+            raise ConfigError(f"model type '{facts.model_type}' is an encoder-decoder: estimate it with --task "
+                              "seq2seq-lm or classification")
+        if task == "seq2seq-lm" and facts.stack != "encoder-decoder":
+            raise ConfigError(f"model type '{facts.model_type}' is not an encoder-decoder: estimate it with --task "
+                              f"{defaults.get(facts.stack, 'classification')} or classification")
         return task
 
     def attention_for(self, facts: ModelFacts) -> str:
         if self.attention:
             return self.attention
+        if facts.attention_impl == "eager":  # attention as plain matrix products (T5, DeBERTa): the math kernel's
+            return "math"
         return "math" if self.device == "cpu" and self.dropout and facts.attention_dropout > 0 else "flash"
 
     def optimizer_implementation(self) -> str:

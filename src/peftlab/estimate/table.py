@@ -64,5 +64,8 @@ def print_estimate(results: list[dict[str, Any]], settings: dict[str, Any], cons
             f"{result['step_seconds']:.2f}", _bytes(result["checkpoint_bytes"]), _smallest_fit(result["fits_on"]),
         )
     console.print(table)
+    approximated = first.get("architecture", {}).get("approximated") or []
+    if approximated:
+        console.print(f"model type modelled generically; approximated: {'; '.join(approximated)}")
     console.print("peak = weights + optimizer + max(activations, gradients + optimizer-step temporaries); "
                   "fits on: GPUs with 10% of their memory to spare (see docs/ESTIMATE.md)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BertConfig, LlamaConfig
+from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, BertConfig,
+                          LlamaConfig)
 
 from peftlab.estimate.architecture import facts_from_config
 from peftlab.estimate.estimate import estimate_plan
@@ -26,7 +27,8 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 def build_model(config, task: str, dtype: str = "fp32"):
     """A randomly initialised transformers model of this config for the task, in this dtype."""
-    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    auto = {"causal-lm": AutoModelForCausalLM, "seq2seq-lm": AutoModelForSeq2SeqLM}.get(
+        task, AutoModelForSequenceClassification)
     torch.manual_seed(0)
     return auto.from_config(config, dtype=TORCH_DTYPES[dtype])
 
@@ -34,8 +36,10 @@ def build_model(config, task: str, dtype: str = "fp32"):
 def make_batch(config, task: str, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, config.vocab_size, (batch_size, seq_len), generator=generator)
+    if getattr(config, "is_encoder_decoder", False) and config.eos_token_id is not None:
+        ids[:, -1] = config.eos_token_id  # BART's and T5's classifiers read the hidden state at the eos token
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if task == "causal-lm":
+    if task in ("causal-lm", "seq2seq-lm"):  # a seq2seq target as long as the input
         batch["labels"] = ids.clone()
     else:
         batch["labels"] = torch.randint(0, config.num_labels, (batch_size,), generator=generator)
