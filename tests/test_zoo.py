@@ -42,6 +42,11 @@ def test_compare_runs_every_method_that_applies(arch, zoo_dirs, tiny_task_csv, t
         assert run["status"] == "ok", (run["method"], run.get("reason"))
         assert run["metrics"]["accuracy"] is not None
         assert 0 < run["cost"]["trainable_params"] <= run["cost"]["total_params"]
+        estimate = run["estimate"]  # the cost model knows the architecture from its config
+        assert "flops_per_step_counted" in estimate, (run["method"], estimate)
+        assert 0.8 <= estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] <= 1.25, estimate
+        assert 0.8 <= estimate["trainable_params_estimated"] / run["cost"]["trainable_params"] <= 1.25, estimate
+        assert 0.8 <= estimate["total_params_estimated"] / run["cost"]["total_params"] <= 1.25, estimate
     assert (out / "report.html").is_file() and (out / "results.json").is_file()
     for method in ("lora", "ia3"):  # exported as a peft adapter and merged into the base, logits checked by export
         summary = export(ExportConfig(run_dir=str(out), method=method, adapter=str(tmp_path / method / "adapter"),

@@ -30,7 +30,6 @@ from peftlab.errors import MethodError
 from peftlab.estimate.architecture import ModelFacts
 from peftlab.estimate.params import Linear, ModelTensors, model_tensors
 from peftlab.methods import METHODS, Method, get_method
-from peftlab.methods.adapter import DEFAULT_TARGET_MODULES as ADAPTER_TARGET_MODULES
 
 
 @dataclass(frozen=True)
@@ -149,10 +148,23 @@ def _lora_targets(tensors: ModelTensors, targets: Any) -> list[Linear]:
     return chosen
 
 
-def _ia3_targets(facts: ModelFacts, settings: dict[str, Any]) -> tuple[Any, Any]:
-    """(target_modules, feedforward_modules): the settings', else peft's defaults for the model type."""
+# where the methods attach when their settings do not say, in the estimate's roles (peftlab.methods.targets finds the
+# same projections in a real model): IA3 on keys, values and the FFN output (rescaled on its input); adapters after
+# every attention output and FFN output
+IA3_ROLES = frozenset({"k", "v", "qkv", "xk", "xv", "down"})
+IA3_FEEDFORWARD_ROLES = frozenset({"down"})
+ADAPTER_ROLES = frozenset({"o", "xo", "down"})
+
+
+def _ia3_targets(plan: MethodPlan, facts: ModelFacts, settings: dict[str, Any]) -> tuple[Any, Any]:
+    """(target_modules, feedforward_modules): the settings', else peft's defaults for the model type, else the
+    keys, values and FFN outputs of the layers (what the IA3 method finds from the module structure)."""
     targets = settings.get("target_modules") or IA3_TARGET_MODULES.get(facts.model_type)
     feedforward = settings.get("feedforward_modules") or IA3_FEEDFORWARD_MODULES.get(facts.model_type) or []
+    if not targets:
+        layers = plan.tensors.layer_linears
+        targets = [lin.name for lin in layers if lin.role in IA3_ROLES]
+        feedforward = [lin.name for lin in layers if lin.role in IA3_FEEDFORWARD_ROLES]
     if not targets:
         raise MethodError(f"IA3 has no default target modules for model type '{facts.model_type}'; set target_modules")
     return targets, feedforward
@@ -256,7 +268,7 @@ def _plan_lora(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
 
 def _plan_ia3(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
-    targets, feedforward = _ia3_targets(facts, settings)
+    targets, feedforward = _ia3_targets(plan, facts, settings)
     chosen = [lin for lin in plan.tensors.linears if lin.role not in ("head", "head_dense") and _matches(lin.name, targets)]
     if not chosen:
         raise MethodError(f"IA3 target_modules {targets!r} match no linear layer of this model")
@@ -278,9 +290,10 @@ def _plan_ia3(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
 def _plan_adapter(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     bottleneck = int(settings.get("bottleneck_size", 64))
-    targets = settings.get("target_modules") or ADAPTER_TARGET_MODULES.get(facts.model_type)
+    targets = settings.get("target_modules") or [lin.name for lin in plan.tensors.layer_linears
+                                                 if lin.role in ADAPTER_ROLES]
     if not targets:
-        raise MethodError(f"bottleneck adapters have no default target modules for model type '{facts.model_type}'")
+        raise MethodError(f"bottleneck adapters found no attention or FFN output in model type '{facts.model_type}'")
     if isinstance(targets, str):
         chosen = [lin for lin in plan.tensors.linears if re.search(targets, lin.name)]
     else:

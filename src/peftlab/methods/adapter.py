@@ -33,7 +33,7 @@ __all__ = [
     "ADAPTER",
     "ADAPTER_CONFIG_NAME",
     "ADAPTER_WEIGHTS_NAME",
-    "DEFAULT_TARGET_MODULES",
+    "default_targets",
     "NONLINEARITIES",
     "PEFT_TYPE",
     "AdapterWrappedLinear",
@@ -58,43 +58,14 @@ NONLINEARITIES: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
 }
 
-# model_type -> module-name suffixes whose OUTPUT gets an adapter (matched on a "." boundary).
-# Encoders (BERT family): the attention output projection (`layer.N.attention.output.dense`) and the
-# feed-forward output projection (`layer.N.output.dense`); both run before the residual add + LayerNorm.
-# The suffix "output.dense" covers both and nothing else in these models (the intermediate projection is
-# `intermediate.dense`, the pooler `pooler.dense`, classification heads `classifier.*`).
-_BERT_LIKE = ["attention.output.dense", "output.dense"]
-_DECODER_LLAMA_LIKE = ["self_attn.o_proj", "mlp.down_proj"]
-DEFAULT_TARGET_MODULES: dict[str, list[str]] = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "deberta": _BERT_LIKE,
-    "deberta-v2": _BERT_LIKE,
-    "camembert": _BERT_LIKE,
-    "ernie": _BERT_LIKE,
-    "distilbert": ["attention.out_lin", "ffn.lin2"],
-    "llama": _DECODER_LLAMA_LIKE,
-    "smollm": _DECODER_LLAMA_LIKE,
-    "smollm3": _DECODER_LLAMA_LIKE,
-    "mistral": _DECODER_LLAMA_LIKE,
-    "qwen2": _DECODER_LLAMA_LIKE,
-    "qwen3": _DECODER_LLAMA_LIKE,
-    "gemma": _DECODER_LLAMA_LIKE,
-    "gemma2": _DECODER_LLAMA_LIKE,
-    "phi3": _DECODER_LLAMA_LIKE,
-    "gpt2": ["attn.c_proj", "mlp.c_proj"],
-}
-
-
 @dataclass
 class BottleneckAdapterConfig:
     """Settings of a bottleneck-adapter run; saved as ``adapter_config.json``.
 
     ``target_modules``: a list of module-name suffixes (``"output.dense"`` matches ``...layer.0.output.dense``),
     or one string taken as a regular expression searched in each full module name. ``None`` uses
-    :data:`DEFAULT_TARGET_MODULES` for the model's ``config.model_type``.
+    every attention-output and feed-forward-output projection, found from the model's structure
+    (:func:`default_targets`).
     ``modules_to_save``: module-name suffixes of extra modules trained and saved in full (e.g. a classifier head).
     """
 

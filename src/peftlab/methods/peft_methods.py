@@ -18,6 +18,10 @@ from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTun
 from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, ModulesToSaveWrapper
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_IA3_TARGETS
 from transformers import PreTrainedModel
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
 from torch import nn
 
 from peftlab.errors import ModelError
@@ -36,12 +40,24 @@ def require_safetensors_adapter(directory: str | Path) -> Path:
     return directory
 
 
+def _class_names(mapping: dict) -> frozenset[str]:
+    names = set()
+    for value in mapping.values():
+        names.update(value if isinstance(value, (list, tuple)) else [value])
+    return frozenset(names)
+
+
+# the classes transformers' Auto classes build, by head: GPT-2's causal LM is GPT2LMHeadModel, not ...ForCausalLM
+CAUSAL_LM_CLASSES = _class_names(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+SEQ_CLS_CLASSES = _class_names(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+
+
 def peft_task_type(model: nn.Module) -> TaskType:
-    """The peft task type matching the model's head."""
+    """The peft task type matching the model's head, from the class transformers' Auto classes map it to."""
     name = type(model).__name__
-    if name.endswith("ForSequenceClassification"):
+    if name in SEQ_CLS_CLASSES or name.endswith("ForSequenceClassification"):
         return TaskType.SEQ_CLS
-    if name.endswith("ForCausalLM"):
+    if name in CAUSAL_LM_CLASSES or name.endswith("ForCausalLM"):
         return TaskType.CAUSAL_LM
     return TaskType.FEATURE_EXTRACTION
 

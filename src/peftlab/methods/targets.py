@@ -203,7 +203,7 @@ def _block_pattern(chosen: list[str]) -> str:
         index = max(i for i, part in enumerate(parts) if part.isdigit())
         inside.append(".".join(parts[index + 1:]))
     alternatives = "|".join(re.escape(path) for path in dict.fromkeys(inside))
-    return rf".*\.\d+\.(?:{alternatives})"
+    return rf".*\.\d+\.(?:{alternatives})$"
 
 
 def projection_names(model: nn.Module) -> list[str]:
