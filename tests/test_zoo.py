@@ -7,9 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForSequenceClassification
+from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast
 
 from peftlab import CompareConfig, compare
+from peftlab.diagnose import DiagnoseConfig, diagnose
+from peftlab.diagnose.reference import reference_texts
+from peftlab.diagnose.run import DiagnoseSettings
+from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.export import ExportConfig, export
 from peftlab.methods import get_method
 from peftlab.methods.targets import attach_points
@@ -104,3 +109,33 @@ def test_every_block_has_its_attach_points(arch, smollm_tokenizer):
     for block in points.blocks:
         assert block.ffn_output and all(a.output and a.keys_values for a in block.attentions), block
         assert len(block.attentions) in (1, 2)  # self-attention; a decoder of an encoder-decoder also cross-attends
+
+
+@pytest.mark.parametrize("name", ["distilbert", "modernbert", "gpt2", "t5"])
+def test_the_diagnosis_reads_every_family(name, zoo_dirs, tiny_task_csv, tmp_path):
+    """Vocabulary fit, representation shift, the probe and the full update's spectrum by layer type, the types
+    found from the module structure (GPT-2's Conv1D, ModernBERT's fused Wqkv, T5's encoder and decoder)."""
+    diagnosis = diagnose(DiagnoseConfig(model=str(zoo_dirs[name]), data=str(tiny_task_csv), out=str(tmp_path),
+                                        batch_size=8, settings=DiagnoseSettings(probe_steps=2, shift_texts=20,
+                                                                                lm_texts=4, probe_examples=50)))
+    signals = diagnosis.get("signals", diagnosis)
+    assert 0 <= signals["vocabulary"]["unknown_rate"] <= 1
+    assert {"attention_output", "ffn_in", "ffn_out"} <= set(signals["spectrum"]), signals["spectrum"].keys()
+    assert all(entry["matrices"] >= 1 for entry in signals["spectrum"].values())
+
+
+@pytest.mark.parametrize("kind", ["byte-level BPE", "unigram"])
+def test_vocabulary_fit_reads_any_tokenizer(kind):
+    """WordPiece is MiniLM's (tests/test_diagnose.py); byte-level BPE (GPT-2, Llama 3) and unigram (SentencePiece:
+    T5, XLM-R) are trained here on the diagnosis's English reference texts."""
+    texts = reference_texts()
+    if kind == "byte-level BPE":
+        backend = ByteLevelBPETokenizer()
+        backend.train_from_iterator(texts, vocab_size=2000, special_tokens=["<unk>"])
+    else:
+        backend = SentencePieceUnigramTokenizer()
+        backend.train_from_iterator(texts, vocab_size=2000, special_tokens=["<unk>"], unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    english, cyrillic = vocabulary_fit(texts[:50], tokenizer), vocabulary_fit(["привет как дела сегодня"], tokenizer)
+    assert english["fertility"] >= 1 and english["uncovered_char_rate"] < 0.1, english
+    assert cyrillic["uncovered_char_rate"] > 0.9, cyrillic

@@ -12,9 +12,11 @@ def pooled_features(model, tokenizer, texts: list[str], max_length: int, batch_s
     """One row per text: the mean over non-padding tokens of the base model's last hidden state.
 
     ``model`` is any transformers model with a base (a classifier from ``load_classifier`` works: its head is
-    not used). Texts are sorted by length for batching and returned in input order.
+    not used; an encoder-decoder's encoder is used). Texts are sorted by length for batching and returned in input order.
     """
     base = getattr(model, model.base_model_prefix, model)
+    if getattr(model.config, "is_encoder_decoder", False) and hasattr(base, "get_encoder"):
+        base = base.get_encoder()  # T5, BART: the encoder's states represent the input
     base.eval()
     accepted = _accepted(base)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -26,6 +26,7 @@ from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.errors import ConfigError
 from peftlab.measure import Phases
 from peftlab.methods import get_method
+from peftlab.methods.targets import projection_roles
 from peftlab.models import load_classifier, load_config
 from peftlab.models.load import head_module_names
 from peftlab.options import option
@@ -87,7 +88,7 @@ def measure_signals(study, encoded, accelerator: Accelerator, settings: Diagnose
     with phases("spectrum"):
         after, source = _after_weights(study, base, encoded, accelerator, settings, full_run)
         skip = tuple(f"{name}." for name in head_module_names(base))
-        layers = update_spectra(before, after, skip)
+        layers = update_spectra(before, after, skip, projection_roles(base, head_module_names(base)))
         signals["spectrum"] = summarise_by_type(layers)
         signals["spectrum_source"] = source
         signals["spectrum_layers"] = layers

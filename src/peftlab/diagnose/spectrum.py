@@ -72,14 +72,15 @@ def matrix_spectrum(delta: torch.Tensor, before: torch.Tensor | None = None) -> 
 
 
 def update_spectra(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
-                   skip_prefixes: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Per 2-D weight present in both states (not under skip_prefixes, e.g. the head): its layer type and spectrum."""
+                   skip_prefixes: tuple[str, ...] = (), roles: dict[str, str] | None = None) -> dict[str, dict]:
+    """Per 2-D weight present in both states (not under skip_prefixes, e.g. the head): its layer type (from `roles`,
+    the module structure's, where given; else from its name) and spectrum."""
     spectra = {}
     for name, weight in before.items():
         if weight.ndim != 2 or name not in after or name.startswith(skip_prefixes) or not name.endswith("weight"):
             continue
         module = name[: -len(".weight")]
-        kind = layer_type(module)
+        kind = (roles or {}).get(module) or layer_type(module)  # the module structure's role, else the name
         if kind is None:
             continue
         spectra[module] = {"layer_type": kind, **matrix_spectrum(after[name].float() - weight.float(), weight.float())}

@@ -206,5 +206,32 @@ def _block_pattern(chosen: list[str]) -> str:
     return rf".*\.\d+\.(?:{alternatives})$"
 
 
+def projection_roles(model: nn.Module, heads: list[str] | None = None) -> dict[str, str]:
+    """{projection name: its role in its block}: ``query``, ``key``, ``value``, ``attention_in`` (a fused
+    query-key-value projection), ``attention_output``, ``ffn_in``, ``ffn_out``; projections outside the blocks
+    are left out."""
+    roles: dict[str, str] = {}
+    for block in attach_points(model, heads).blocks:
+        for attention in block.attentions:
+            for name in attention.projections:
+                leaf = name.rsplit(".", 1)[-1]
+                if name == attention.output:
+                    roles[name] = "attention_output"
+                elif KEY_NAMES.fullmatch(leaf):
+                    roles[name] = "key"
+                elif VALUE_NAMES.fullmatch(leaf):
+                    roles[name] = "value"
+                elif name in attention.keys_values:
+                    roles[name] = "attention_in"
+                else:
+                    roles[name] = "query"
+        inside = {name for attention in block.attentions for name in attention.projections}
+        for name, module in model.get_submodule(block.path).named_modules():
+            full = f"{block.path}.{name}"
+            if name and full not in inside and projection_shape(module) is not None:
+                roles[full] = "ffn_out" if full == block.ffn_output else "ffn_in"
+    return roles
+
+
 def projection_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if name and projection_shape(module) is not None]
