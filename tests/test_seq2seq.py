@@ -75,6 +75,7 @@ def test_the_prompt_is_the_encoder_input_and_the_answer_the_labels(seq2seq_dirs,
     assert tokenizer.decode(row["input_ids"], skip_special_tokens=True).startswith("what colour is")
     assert row["input_ids"] == row["prompt_ids"] and row["input_ids"][0] == tokenizer.cls_token_id  # own specials
     assert row["labels"][-1] == tokenizer.eos_token_id and IGNORE_INDEX not in row["labels"]
+    assert row["labels"][0] == tokenizer.cls_token_id  # a target as the tokenizer writes one (BART: <s> ... </s>)
     assert tokenizer.decode(row["labels"], skip_special_tokens=True) in COLOURS.values()
     assert row["length"] == len(row["input_ids"]) + len(row["labels"])
     short = encode_task(task, tokenizer, 5)["train"][0]  # too long: the prompt loses its start, not its specials
@@ -159,7 +160,7 @@ def test_a_saved_t5_lora_adapter_reloads_with_plain_peft(seq2seq_dirs, colour_js
 
 
 def test_full_fine_tuning_lowers_the_validation_loss_on_the_target(seq2seq_dirs, colour_jsonl, smollm_tokenizer):
-    """36 steps on 48 examples: measured 11.18 -> 4.24 validation loss per target token, exact match 0.00 -> 0.50."""
+    """48 steps on 48 examples: measured 10.99 -> 3.49 validation loss per target token, exact match 0 -> 1 of 6."""
     ref = resolve_model(str(seq2seq_dirs["t5"]))
     task = _task(colour_jsonl, seq2seq_dirs["t5"], max_train_examples=48, max_eval_examples=6)
     encoded = encode_task(task, smollm_tokenizer, 64)
@@ -167,10 +168,10 @@ def test_full_fine_tuning_lowers_the_validation_loss_on_the_target(seq2seq_dirs,
     torch.manual_seed(0)
     model = task.kind.load_model(ref, [], smollm_tokenizer.pad_token_id)
     before = evaluate(model, encoded["validation"], smollm_tokenizer, 8, "cpu")
-    outcome = train(model, encoded, smollm_tokenizer, TrainConfig(learning_rate=1e-2, epochs=6, batch_size=8,
+    outcome = train(model, encoded, smollm_tokenizer, TrainConfig(learning_rate=1e-2, epochs=8, batch_size=8,
                     warmup_ratio=0.0, selection_metric="neg_loss", evaluate=evaluate), Accelerator(cpu=True), 0)
     after = evaluate(model, encoded["validation"], smollm_tokenizer, 8, "cpu")
     print(f"steps {outcome.steps}: validation loss {before['loss']:.2f} -> {after['loss']:.2f}, exact match "
           f"{before['exact_match']:.2f} -> {after['exact_match']:.2f}")
-    assert outcome.steps >= 24
+    assert outcome.steps >= 40
     assert after["loss"] < 0.5 * before["loss"]

@@ -6,8 +6,10 @@ The encoder reads the prompt and the decoder writes the answer, so every row is 
 ``decoder_start_token_id`` first). The model's own cross-entropy on ``labels`` is then the loss on the answer, with
 nothing to mask on the prompt side; padding is -100 (:func:`peftlab.tasks.causal.pad_token_labels` pads labels to
 their own width). The trained answer is, as for a causal LM (:mod:`peftlab.tasks.causal`), the correct choice
-(multiple choice) or the target followed by EOS (generation, so the model learns to stop). Prompts are rendered
-the same way (a chat template when the tokenizer has one, else the turns' texts).
+(multiple choice: its own tokens, the ones scored) or the target (generation: as the tokenizer encodes a target,
+its special tokens included, ending with EOS so that the model learns to stop; a BART checkpoint whose generation
+forces ``<s>`` first then decodes the way it was trained). Prompts are rendered the same way as for a causal LM (a
+chat template when the tokenizer has one, else the turns' texts).
 
 Extra columns for the evaluators (:mod:`peftlab.evaluate.choice`, :mod:`peftlab.evaluate.generation`), dropped by
 the collator: ``prompt_ids`` (the encoder's input, special tokens included), ``choice_ids`` and ``answer`` (multiple
@@ -42,8 +44,18 @@ def _prompt_ids(tokenizer, messages: list[dict], max_length: int) -> list[int]:
     return prefix + plain[-room:] + suffix
 
 
-def _answer_ids(tokenizer, answer: str) -> list[int]:
-    return tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
+def _choice_ids(tokenizer, choice: str) -> list[int]:
+    """A choice's own tokens: what is scored (as lm-eval scores a seq2seq continuation) and trained."""
+    return tokenizer(choice.strip(), add_special_tokens=False)["input_ids"]
+
+
+def _target_ids(tokenizer, target: str) -> list[int]:
+    """A generation target as the tokenizer writes one (HF's ``text_target`` convention: BART's ``<s> ... </s>``,
+    T5's ``... </s>``), ending with EOS so that the model learns to stop."""
+    ids = tokenizer(target.strip())["input_ids"]
+    if tokenizer.eos_token_id is not None and (not ids or ids[-1] != tokenizer.eos_token_id):
+        ids.append(tokenizer.eos_token_id)
+    return ids
 
 
 def encode_seq2seq_choice_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
@@ -57,15 +69,13 @@ def encode_seq2seq_generation_task(task, tokenizer, max_length: int) -> dict[str
 
 
 def _encode(task, tokenizer, max_length: int, multiple_choice: bool) -> dict[str, datasets.Dataset]:
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-
     def encode(row):
         prompt = _prompt_ids(tokenizer, json.loads(row["messages"]), max_length)
         if multiple_choice:
-            choices = [_answer_ids(tokenizer, choice)[:max_length] for choice in row["choices"]]
+            choices = [_choice_ids(tokenizer, choice)[:max_length] for choice in row["choices"]]
             answer = choices[row["label"]]
         else:
-            answer = (_answer_ids(tokenizer, row["target"]) + eos)[:max_length]
+            answer = _target_ids(tokenizer, row["target"])[:max_length]
         encoded = {
             "input_ids": prompt,
             "attention_mask": [1] * len(prompt),
