@@ -28,7 +28,7 @@ from peftlab.tasks import (
     task_kind_of,
 )
 from peftlab.tasks.encode import encode_task
-from peftlab.tasks.kinds import DIAGNOSIS, ROBUSTNESS
+from peftlab.tasks.kinds import DIAGNOSIS, KIND_VARIANTS, ROBUSTNESS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "peftlab"
 
@@ -87,7 +87,9 @@ def test_a_kind_survives_pickling_as_the_same_object():
 
 
 def test_every_kind_has_an_evaluation():
-    assert set(KIND_EVALUATIONS) == set(TASK_KINDS.values())
+    assert set(KIND_EVALUATIONS) == set(KIND_VARIANTS.values()) >= set(TASK_KINDS.values())  # every variant too
+    for kind in KIND_VARIANTS.values():
+        assert kind_evaluation(kind).kind is kind
     for name, kind in TASK_KINDS.items():
         assert kind_evaluation(kind) is kind_evaluation(name) and kind_evaluation(kind).kind is kind
     with pytest.raises(TaskKindError):

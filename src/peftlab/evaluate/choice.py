@@ -5,6 +5,11 @@ For every example and every choice, the log-likelihood of the choice's tokens af
 log-likelihood (the mean over the choice's tokens), so long choices are not penalised for their length;
 ``accuracy_unnormalized`` uses the plain sum. The loss is the mean negative log-likelihood per token of the
 correct choices (the training loss on the same rows), and perplexity its exponential.
+
+A causal LM scores prompt + choice as one sequence (:func:`choice_log_likelihoods`); an encoder-decoder reads the
+prompt with its encoder and scores the choice as the decoder's target (:func:`seq2seq_choice_log_likelihoods`),
+both the same sum of log-probabilities of the choice's tokens. The task kind's variant picks which
+(:mod:`peftlab.evaluate.kinds`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,36 @@ def choice_log_likelihoods(model, dataset, pad_token_id: int, device, batch_size
     return scores
 
 
+@torch.no_grad()
+def seq2seq_choice_log_likelihoods(model, dataset, pad_token_id: int, device, batch_size: int = SCORING_BATCH,
+                                   desc: str = "score") -> list[list[tuple[float, int]]]:
+    """Per example, per choice: (summed log-likelihood of the choice as the decoder's target given the prompt as the
+    encoder's input, number of its tokens)."""
+    model.eval()
+    rows = [(example, choice, list(prompt), list(tokens))
+            for example, (prompt, choices) in enumerate(zip(dataset["prompt_ids"], dataset["choice_ids"]))
+            for choice, tokens in enumerate(choices)]
+    rows.sort(key=lambda r: (len(r[2]), len(r[3])))
+    scores: list[list[tuple[float, int]]] = [[(0.0, 0)] * len(c) for c in dataset["choice_ids"]]
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False, mininterval=1.0, disable=None):
+        chunk = rows[start:start + batch_size]
+        width, target_width = max(len(r[2]) for r in chunk), max(len(r[3]) for r in chunk)
+        input_ids = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        labels = torch.full((len(chunk), target_width), -100, dtype=torch.long)
+        for i, (_, _, prompt, tokens) in enumerate(chunk):
+            input_ids[i, :len(prompt)] = torch.tensor(prompt)
+            attention_mask[i, :len(prompt)] = 1
+            labels[i, :len(tokens)] = torch.tensor(tokens)
+        labels = labels.to(device)  # the model shifts them right into its decoder's inputs
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), labels=labels).logits
+        log_probs = logits[:, -target_width:].float().log_softmax(-1)  # position t predicts label t
+        picked = log_probs.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * (labels != -100)
+        for i, (example, choice, _, tokens) in enumerate(chunk):
+            scores[example][choice] = (picked[i].sum().item(), len(tokens))
+    return scores
+
+
 def choice_metrics(scores: list[list[tuple[float, int]]], answers: list[int]) -> dict[str, float]:
     normalised = np.array([int(np.argmax([ll / max(n, 1) for ll, n in s])) for s in scores])
     summed = np.array([int(np.argmax([ll for ll, _ in s])) for s in scores])
@@ -72,4 +107,12 @@ def evaluate_choices(model, dataset, tokenizer, batch_size: int, device, num_lab
                      desc: str = "eval") -> dict[str, float]:
     """The multiple-choice scores of a split encoded by :mod:`peftlab.tasks.causal` (evaluate_split's signature)."""
     scores = choice_log_likelihoods(model, dataset, tokenizer.pad_token_id, device, min(batch_size, SCORING_BATCH), desc)
+    return choice_metrics(scores, dataset["answer"])
+
+
+def evaluate_seq2seq_choices(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,
+                             desc: str = "eval") -> dict[str, float]:
+    """The multiple-choice scores of a split encoded by :mod:`peftlab.tasks.seq2seq` (evaluate_split's signature)."""
+    scores = seq2seq_choice_log_likelihoods(model, dataset, tokenizer.pad_token_id, device,
+                                            min(batch_size, SCORING_BATCH), desc)
     return choice_metrics(scores, dataset["answer"])

@@ -6,6 +6,11 @@ references. *Normalised match*: equal after SQuAD's normalisation (lower case, p
 removed, whitespace collapsed). Loss and perplexity are teacher-forced on the target tokens (prompt masked), the
 training loss on held-out rows; ``neg_loss`` (its negative) is what the trainer selects the best epoch by, since
 exact match on a small validation split is often tied (0 in every epoch early in training).
+
+Two stacks, one evaluation each (the task kind's variant picks, :mod:`peftlab.evaluate.kinds`): a causal LM
+(:func:`evaluate_generation`) continues its left-padded prompt, and its loss counts the labels it predicts after
+the shift; an encoder-decoder (:func:`evaluate_seq2seq_generation`) encodes the right-padded prompt and writes the
+answer from its decoder start token, and its loss counts every label (the decoder predicts each one).
 """
 
 from __future__ import annotations
@@ -65,14 +70,40 @@ def generate_answers(model, dataset, tokenizer, device, max_new_tokens: int, bat
 
 
 @torch.no_grad()
-def target_loss(model, dataset, tokenizer, batch_size: int, device, desc: str = "loss") -> float:
-    """Mean cross-entropy per target token (labels != -100), teacher-forced."""
+def generate_seq2seq_answers(model, dataset, tokenizer, device, max_new_tokens: int,
+                             batch_size: int = GENERATION_BATCH, desc: str = "generate") -> list[str]:
+    """Greedy answers of an encoder-decoder to every row's ``prompt_ids`` (the encoder's input), in order."""
+    model.eval()
+    prompts = dataset["prompt_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers = [""] * len(prompts)
+    pad = tokenizer.pad_token_id
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, mininterval=1.0, disable=None):
+        rows = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, i in enumerate(rows):  # right padding: the encoder reads the whole prompt, the mask hides the rest
+            input_ids[k, :len(prompts[i])] = torch.tensor(prompts[i])
+            attention_mask[k, :len(prompts[i])] = 1
+        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
+                                eos_token_id=tokenizer.eos_token_id)
+        for k, i in enumerate(rows):  # the first token is the decoder's start token, not part of the answer
+            answers[i] = tokenizer.decode(output[k, 1:], skip_special_tokens=True).strip()
+    return answers
+
+
+@torch.no_grad()
+def target_loss(model, dataset, tokenizer, batch_size: int, device, desc: str = "loss", shift: int = 1) -> float:
+    """Mean cross-entropy per target token (labels != -100), teacher-forced. ``shift``: 1 for a causal LM, which
+    predicts token t + 1 from position t (its first label is never predicted), 0 for an encoder-decoder."""
     model.eval()
     loader, _ = eval_loader(dataset, tokenizer, batch_size)
     loss_sum, tokens = 0.0, 0
     for batch in tqdm(loader, desc=desc, leave=False, mininterval=1.0, disable=None):
         batch = {k: v.to(device) for k, v in batch.items()}
-        count = int((batch["labels"][:, 1:] != -100).sum())
+        count = int((batch["labels"][:, shift:] != -100).sum())
         loss_sum += float(model(**batch).loss) * count
         tokens += count
     return loss_sum / tokens if tokens else float("nan")
@@ -81,11 +112,21 @@ def target_loss(model, dataset, tokenizer, batch_size: int, device, desc: str = 
 def evaluate_generation(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,
                         desc: str = "eval") -> dict[str, float]:
     """The generation scores of a split encoded by :mod:`peftlab.tasks.causal` (evaluate_split's signature)."""
+    return _scores(model, dataset, tokenizer, batch_size, device, desc, generate_answers, shift=1)
+
+
+def evaluate_seq2seq_generation(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,
+                                desc: str = "eval") -> dict[str, float]:
+    """The generation scores of a split encoded by :mod:`peftlab.tasks.seq2seq` (evaluate_split's signature)."""
+    return _scores(model, dataset, tokenizer, batch_size, device, desc, generate_seq2seq_answers, shift=0)
+
+
+def _scores(model, dataset, tokenizer, batch_size: int, device, desc: str, generate, shift: int) -> dict[str, float]:
     references = dataset["references"]
     longest = max((len(tokenizer(r, add_special_tokens=False)["input_ids"]) for refs in references for r in refs),
                   default=1)
-    predictions = generate_answers(model, dataset, tokenizer, device, min(longest + 4, MAX_NEW_TOKENS),
-                                   min(batch_size, GENERATION_BATCH), f"{desc} generate")
-    loss = target_loss(model, dataset, tokenizer, min(batch_size, GENERATION_BATCH), device, f"{desc} loss")
+    predictions = generate(model, dataset, tokenizer, device, min(longest + 4, MAX_NEW_TOKENS),
+                           min(batch_size, GENERATION_BATCH), f"{desc} generate")
+    loss = target_loss(model, dataset, tokenizer, min(batch_size, GENERATION_BATCH), device, f"{desc} loss", shift)
     return {**match_scores(predictions, references), "loss": loss, "neg_loss": -loss,
             "perplexity": math.exp(loss) if loss < 50 else float("inf")}

@@ -3,7 +3,8 @@
 A :class:`~peftlab.tasks.kinds.TaskKind` lives at floor 2 with its Task; scoring a model is floor 3, so each kind's
 :class:`KindEvaluation` is here (the reason is in :mod:`peftlab.tasks.kinds`). The trainer and ``compare`` call
 ``kind_evaluation(task.kind).evaluate`` after every epoch and on test, and ``.run_metrics`` for the record; they
-never branch on the task type. Every kind must have one (tests/test_task_kinds.py checks it).
+never branch on the task type (nor on the model's stack: each variant of a kind, :data:`peftlab.tasks.kinds.KIND_VARIANTS`, has its
+own). Every kind must have one (tests/test_task_kinds.py checks it).
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from peftlab.evaluate.choice import evaluate_choices
-from peftlab.evaluate.generation import evaluate_generation
+from peftlab.evaluate.choice import evaluate_choices, evaluate_seq2seq_choices
+from peftlab.evaluate.generation import evaluate_generation, evaluate_seq2seq_generation
 from peftlab.evaluate.predict import evaluate_split
-from peftlab.tasks.kinds import CLASSIFICATION, GENERATION, MULTIPLE_CHOICE, TaskKind, task_kind
+from peftlab.tasks.kinds import (
+    CLASSIFICATION,
+    GENERATION,
+    MULTIPLE_CHOICE,
+    SEQ2SEQ_GENERATION,
+    SEQ2SEQ_MULTIPLE_CHOICE,
+    TaskKind,
+    task_kind,
+)
 
 # (model, encoded split, tokenizer, batch size, device, num_labels, description) -> scores, higher-is-better keys
 # among them (the kind's selection_metric) plus "loss"
@@ -53,6 +62,9 @@ KIND_EVALUATIONS: dict[TaskKind, KindEvaluation] = {
         KindEvaluation(CLASSIFICATION, evaluate_split, _classification_metrics),
         KindEvaluation(MULTIPLE_CHOICE, evaluate_choices, _choice_metrics),  # likelihood of each choice
         KindEvaluation(GENERATION, evaluate_generation, _generation_metrics),  # greedy decoding
+        # the encoder-decoder variants: scored and decoded from the encoder's input, the same metrics
+        KindEvaluation(SEQ2SEQ_MULTIPLE_CHOICE, evaluate_seq2seq_choices, _choice_metrics),
+        KindEvaluation(SEQ2SEQ_GENERATION, evaluate_seq2seq_generation, _generation_metrics),
     )
 }
 

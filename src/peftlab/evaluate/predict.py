@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from peftlab.evaluate.metrics import classification_metrics
+from peftlab.models.load import is_encoder_decoder
 from peftlab.tasks.encode import eval_loader
 
 
@@ -37,10 +38,14 @@ def evaluate_split(model, dataset, tokenizer, batch_size: int, device, num_label
 
 @torch.no_grad()
 def inference_ms_per_example(model, dataset, tokenizer, device, examples: int = 32, warmup: int = 3) -> float:
-    """Mean wall time of a forward pass on one example (batch size 1), after a few warm-up passes."""
+    """Mean wall time of a forward pass on one example (batch size 1), after a few warm-up passes. An
+    encoder-decoder keeps its token labels (the decoder's side, which it needs for a forward pass: teacher-forced,
+    as in training); class labels, and a decoder's, are dropped."""
     model.eval()
     loader, _ = eval_loader(dataset.select(range(min(examples + warmup, len(dataset)))), tokenizer, 1)
-    batches = [{k: v.to(device) for k, v in b.items() if k != "labels"} for b in loader]
+    decoder_side = is_encoder_decoder(model.config)
+    batches = [{k: v.to(device) for k, v in b.items() if k != "labels" or (decoder_side and v.ndim == 2)}
+               for b in loader]
     for batch in batches[:warmup]:
         model(**batch)
     timed = batches[warmup:] or batches

@@ -23,6 +23,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 from torch import nn
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
 from peftlab.errors import ModelError
 from peftlab.methods.base import Method, at_least, between, positive, settings_object
@@ -59,6 +60,8 @@ def peft_task_type(model: nn.Module) -> TaskType:
         return TaskType.SEQ_CLS
     if name in CAUSAL_LM_CLASSES or name.endswith("ForCausalLM"):
         return TaskType.CAUSAL_LM
+    if name in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():  # T5/BART...ForConditionalGeneration, MarianMTModel
+        return TaskType.SEQ_2_SEQ_LM
     return TaskType.FEATURE_EXTRACTION
 
 

@@ -1,4 +1,8 @@
-"""Load a tokenizer and a sequence-classification or causal-LM model by HF id, local folder or offline alias.
+"""Load a tokenizer and a sequence-classification, causal-LM or seq2seq-LM model by HF id, local folder or alias.
+
+Which language-model class a prompted task loads (a decoder's ``AutoModelForCausalLM`` or an encoder-decoder's
+``AutoModelForSeq2SeqLM``) is the task kind's choice (:mod:`peftlab.tasks.kinds`), made from
+:func:`is_encoder_decoder` on the model's config.
 
 Safetensors only; remote code only when the user asks for it. Every loading failure a user can cause
 becomes a one-line :class:`ModelError`.
@@ -15,6 +19,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -227,6 +232,27 @@ def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs
     if model.config.pad_token_id is None and pad_token_id is not None:
         model.config.pad_token_id = pad_token_id
     return _plain_if_dequantized(model)
+
+
+def load_seq2seq_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
+    """The pretrained encoder-decoder (T5, BART, ...) with its language-model head, fp32; ``load_kwargs`` go to
+    ``from_pretrained``."""
+    kwargs = ref.from_pretrained_kwargs()
+    if not ref.gguf_file:
+        kwargs["use_safetensors"] = True
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(ref.path, dtype=torch.float32, **kwargs, **load_kwargs)
+    except (OSError, ValueError, KeyError) as error:
+        raise _model_error(ref, error) from None
+    if model.config.pad_token_id is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return _plain_if_dequantized(model)
+
+
+def is_encoder_decoder(config) -> bool:
+    """Whether the model's config says it is an encoder-decoder (T5, BART, ...): its text is read by an encoder and
+    its answers written by a decoder, so a prompted task trains it as seq2seq rather than as a causal LM."""
+    return bool(getattr(config, "is_encoder_decoder", False))
 
 
 def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:

@@ -64,7 +64,7 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
         config.data, subset=config.subset, split=config.split, text_column=config.text_column,
         text_pair_column=config.text_pair_column, label_column=config.label_column,
         max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
-        task_type=config.task,
+        task_type=config.task, model_config=model_config,
     )
     tokenizer = load_tokenizer(model_ref)
     check_vocabulary(config, model_config, tokenizer)

@@ -91,13 +91,16 @@ def _encode_prompted(task, tokenizer, max_length: int, multiple_choice: bool) ->
             for split, dataset in task.splits.items()}
 
 
-def pad_causal(features: list[dict], pad_token_id: int) -> dict:
-    """Right-pad input_ids (pad token), attention_mask (0) and labels (-100) to the batch's longest row."""
+def pad_token_labels(features: list[dict], pad_token_id: int) -> dict:
+    """Right-pad input_ids (pad token) and attention_mask (0) to the batch's longest input, and labels (-100) to its
+    longest labels: the same width for a causal LM (its labels are its inputs), the target's own width for an
+    encoder-decoder (:mod:`peftlab.tasks.seq2seq`, whose labels are the decoder's side)."""
     width = max(len(f["input_ids"]) for f in features)
+    label_width = max(len(f["labels"]) for f in features)
     batch = {"input_ids": [], "attention_mask": [], "labels": []}
     for f in features:
         missing = width - len(f["input_ids"])
         batch["input_ids"].append(list(f["input_ids"]) + [pad_token_id] * missing)
         batch["attention_mask"].append(list(f["attention_mask"]) + [0] * missing)
-        batch["labels"].append(list(f["labels"]) + [IGNORE_INDEX] * missing)
+        batch["labels"].append(list(f["labels"]) + [IGNORE_INDEX] * (label_width - len(f["labels"])))
     return {key: torch.tensor(value, dtype=torch.long) for key, value in batch.items()}

@@ -8,12 +8,13 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from peftlab.tasks.causal import pad_causal
+from peftlab.tasks.causal import pad_token_labels
 
 
 def encode_task(task, tokenizer, max_length: int) -> dict[str, datasets.Dataset]:
     """Each split as token ids (no padding yet) plus `labels` and `length` (non-padding tokens), the way the task's
-    kind encodes it: :func:`encode_labelled_task`, or for a causal LM (:mod:`peftlab.tasks.causal`)."""
+    kind encodes it: :func:`encode_labelled_task`, or for a causal LM (:mod:`peftlab.tasks.causal`) or an
+    encoder-decoder (:mod:`peftlab.tasks.seq2seq`)."""
     return task.kind.encode(task, tokenizer, max_length)
 
 
@@ -42,7 +43,7 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 class _Collator:
     """Pads a batch to its own longest example (dynamic padding); keeps only the model's inputs and labels.
 
-    Token labels (causal LMs) are right-padded with -100 by :func:`peftlab.tasks.causal.pad_causal`.
+    Token labels (causal and seq2seq LMs) are right-padded with -100 by :func:`peftlab.tasks.causal.pad_token_labels`.
     """
 
     def __init__(self, tokenizer):
@@ -52,7 +53,7 @@ class _Collator:
     def __call__(self, features):
         features = [{k: v for k, v in f.items() if k in MODEL_INPUTS} for f in features]
         if isinstance(features[0].get("labels"), list):
-            return pad_causal(features, self.pad_token_id)
+            return pad_token_labels(features, self.pad_token_id)
         return self.pad(features)
 
 

@@ -1,11 +1,19 @@
 """One :class:`TaskKind` object per task type: everything that differs between task types, in one place.
 
 A kind is data, in the way an lm-evaluation-harness task's ``output_type`` is: its name (results.json's
-``task.type``), how its data is loaded and encoded, the model it trains (a sequence classifier or a causal LM),
-the validation score that picks the best epoch, the two quality metrics tables show, the probes that apply to its
-runs and the task the cost estimate models. Code asks ``task.kind`` (or :func:`task_kind` when it only has a
-results header), never a type string. Adding a task type (regression next) is one more object here and its
+``task.type``), how its data is loaded and encoded, the model it trains (a sequence classifier, a causal LM or a
+seq2seq LM), the validation score that picks the best epoch, the two quality metrics tables show, the probes that
+apply to its runs and the task the cost estimate models. Code asks ``task.kind`` (or :func:`task_kind` when it only
+has a results header), never a type string. Adding a task type (regression next) is one more object here and its
 evaluation in :mod:`peftlab.evaluate.kinds`.
+
+The prompted kinds (multiple choice, generation) have one variant per model *stack*: ``decoder`` (a causal LM,
+prompt and answer one sequence, :mod:`peftlab.tasks.causal`) and ``encoder-decoder`` (T5, BART, ...: the prompt
+the encoder's input, the answer the decoder's labels, :mod:`peftlab.tasks.seq2seq`). Both variants have the same
+name (results.json says ``generation`` either way); :meth:`TaskKind.for_model` picks one from the model's config
+(``is_encoder_decoder``), and the variant picks encoder, model loader, evaluation and the estimate's task. Nothing
+else asks which stack a model is. Classification has one variant: a sequence-classification head on any model,
+encoder-decoders included (transformers' ``T5ForSequenceClassification``, ``BartForSequenceClassification``).
 
 Why the kind is split across two floors: a :class:`~peftlab.tasks.task.Task` (floor 2) carries its kind, so the
 kind must be importable from floor 2, but evaluating a model is floor 3 (:mod:`peftlab.evaluate`, which imports
@@ -19,15 +27,17 @@ This module imports the loaders and encoders; none of them imports it (they get 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from peftlab.errors import TaskKindError
-from peftlab.models.load import load_causal_lm, load_classifier
+from peftlab.models.load import is_encoder_decoder, load_causal_lm, load_classifier, load_config, load_seq2seq_lm
 from peftlab.tasks.causal import encode_choice_task, encode_generation_task
 from peftlab.tasks.encode import encode_labelled_task
 from peftlab.tasks.labelled import load_labelled_task
 from peftlab.tasks.prompted import load_generation_task, load_multiple_choice_task
+from peftlab.tasks.seq2seq import encode_seq2seq_choice_task, encode_seq2seq_generation_task
 
 if TYPE_CHECKING:
     import datasets
@@ -39,6 +49,8 @@ if TYPE_CHECKING:
 ROBUSTNESS = "robustness"  # perturbations, attacks and --robust-set (peftlab.evaluate.robustness)
 DIAGNOSIS = "diagnosis"  # the signals of `peftlab diagnose` (peftlab.diagnose)
 PROBES = (ROBUSTNESS, DIAGNOSIS)  # probes that apply to some kinds only; latency and the estimate check: all
+DECODER = "decoder"  # stacks of a prompted kind's variants: a causal LM
+ENCODER_DECODER = "encoder-decoder"  # a seq2seq LM (the config's is_encoder_decoder)
 
 
 class QualityMetric(NamedTuple):
@@ -58,9 +70,10 @@ class TaskKind:
     load_model: Callable[..., PreTrainedModel]  # (model ref, label names, pad_token_id=None, **from_pretrained kw)
     selection_metric: str  # the validation score the trainer keeps the best epoch by (higher is better)
     quality_metrics: tuple[QualityMetric, QualityMetric]  # the first is the headline score
-    estimate_task: str  # the task peftlab.estimate models: "classification" or "causal-lm"
+    estimate_task: str  # the task peftlab.estimate models: "classification", "causal-lm" or "seq2seq-lm"
     probes: frozenset[str] = field(default_factory=frozenset)  # of PROBES
     majority_baseline: bool = False  # labels are classes: always answering the commonest one is a baseline
+    stack: str | None = None  # the model stack this variant trains (DECODER, ENCODER_DECODER); None: any model
 
     def load(self, data: str, **options) -> Task:
         """``data`` as a Task of this kind; ``options`` as :func:`peftlab.tasks.load_task` takes them."""
@@ -72,17 +85,28 @@ class TaskKind:
             raise ValueError(f"unknown probe {probe!r}; the probes that depend on the task kind: {', '.join(PROBES)}")
         return probe in self.probes
 
+    def for_model(self, model_config) -> TaskKind:
+        """This kind's variant for the model whose config this is: the encoder-decoder one for a model whose
+        config says ``is_encoder_decoder``, the decoder one otherwise; itself for a kind with one variant."""
+        stack = ENCODER_DECODER if is_encoder_decoder(model_config) else DECODER
+        return KIND_VARIANTS.get((self.name, stack), self)
+
     def __reduce__(self):  # a pickled kind (a Task sent to a worker process) comes back as the same object
-        return task_kind, (self.name,)
+        return task_kind, (self.name, self.stack)
 
     def __repr__(self) -> str:
-        return f"TaskKind({self.name!r})"
+        return f"TaskKind({self.name!r})" if TASK_KINDS.get(self.name) is self else \
+            f"TaskKind({self.name!r}, stack={self.stack!r})"
 
 
 # The model loaders take the label names, not the Task, so that a saved run (its run.json has them) can be loaded.
-def _causal_lm(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,
-               **load_kwargs) -> PreTrainedModel:
-    return load_causal_lm(ref, pad_token_id, **load_kwargs)  # the LM head is the model's own: no labels
+# A prompted kind's loader looks at the config itself, so that a saved run (whose run.json names the kind, not its
+# variant) loads the right class whichever variant loads it.
+def _language_model(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,
+                    **load_kwargs) -> PreTrainedModel:
+    """The model's own LM head (no labels): a seq2seq LM for an encoder-decoder, else a causal LM."""
+    load = load_seq2seq_lm if is_encoder_decoder(load_config(ref)) else load_causal_lm
+    return load(ref, pad_token_id, **load_kwargs)
 
 
 ACCURACY = QualityMetric("accuracy", "accuracy")
@@ -106,30 +130,44 @@ MULTIPLE_CHOICE = TaskKind(
     name="multiple-choice",
     load_data=load_multiple_choice_task,
     encode=encode_choice_task,
-    load_model=_causal_lm,
+    load_model=_language_model,
     selection_metric="accuracy",  # of the choice with the highest mean log-likelihood per token
     quality_metrics=(ACCURACY, MACRO_F1),
     estimate_task="causal-lm",  # the LM head over every position
+    stack=DECODER,
 )
 
 GENERATION = TaskKind(
     name="generation",
     load_data=load_generation_task,
     encode=encode_generation_task,
-    load_model=_causal_lm,
+    load_model=_language_model,
     selection_metric="neg_loss",  # exact match on a small validation split is often tied (0 early in training)
     quality_metrics=(EXACT_MATCH, NORMALIZED_MATCH),
     estimate_task="causal-lm",
+    stack=DECODER,
 )
 
+# The encoder-decoder variants: the same task types, encoded as encoder input + decoder labels
+SEQ2SEQ_MULTIPLE_CHOICE = dataclasses.replace(MULTIPLE_CHOICE, encode=encode_seq2seq_choice_task,
+                                              estimate_task="seq2seq-lm", stack=ENCODER_DECODER)
+SEQ2SEQ_GENERATION = dataclasses.replace(GENERATION, encode=encode_seq2seq_generation_task,
+                                         estimate_task="seq2seq-lm", stack=ENCODER_DECODER)
+
 TASK_KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (CLASSIFICATION, MULTIPLE_CHOICE, GENERATION)}
+# every variant of every kind, by (name, stack); a kind's default variant (TASK_KINDS) is the decoder one
+KIND_VARIANTS: dict[tuple[str, str | None], TaskKind] = {
+    (kind.name, kind.stack): kind
+    for kind in (CLASSIFICATION, MULTIPLE_CHOICE, SEQ2SEQ_MULTIPLE_CHOICE, GENERATION, SEQ2SEQ_GENERATION)
+}
 
 
-def task_kind(name: str) -> TaskKind:
-    """The kind called ``name`` (``task.type`` in results.json); TaskKindError for an unknown one."""
+def task_kind(name: str, stack: str | None = None) -> TaskKind:
+    """The kind called ``name`` (``task.type`` in results.json), its variant for ``stack`` when given (a
+    pickled kind names it); TaskKindError for an unknown name."""
     if name not in TASK_KINDS:
         raise TaskKindError(f"unknown task type {name!r}; known task types: {', '.join(TASK_KINDS)}")
-    return TASK_KINDS[name]
+    return KIND_VARIANTS.get((name, stack), TASK_KINDS[name])
 
 
 def task_kind_of(description: dict | None) -> TaskKind:

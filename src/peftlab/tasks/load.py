@@ -11,16 +11,20 @@ from peftlab.tasks.task import Task
 def load_task(data: str, *, subset: str | None = None, split: str | None = None,
               text_column: str | None = None, text_pair_column: str | None = None, label_column: str | None = None,
               max_train_examples: int | None = None, max_eval_examples: int | None = None,
-              seed: int = 0, task_type: str | None = None) -> Task:
+              seed: int = 0, task_type: str | None = None, model_config=None) -> Task:
     """Load ``data`` (an alias, a local file or folder, or an HF dataset name) as a :class:`Task`.
 
     ``task_type`` names the kind (:data:`peftlab.tasks.kinds.TASK_KINDS`); None infers it from the data (see
-    :func:`infer_kind`). The kind's loader does the rest (:mod:`peftlab.tasks.labelled`, :mod:`peftlab.tasks.prompted`).
+    :func:`infer_kind`). ``model_config``, the config of the model the task will train, picks the kind's variant for
+    it (:meth:`TaskKind.for_model`: an encoder-decoder's); None keeps the kind's default (decoder) variant. The kind's
+    loader does the rest (:mod:`peftlab.tasks.labelled`, :mod:`peftlab.tasks.prompted`).
     """
     for flag, cap in (("--max-train-examples", max_train_examples), ("--max-eval-examples", max_eval_examples)):
         if cap is not None and cap < 0:
             raise ConfigError(f"{flag} must be 0 (no cap) or a positive number, not {cap}")
     kind = chosen_kind(task_type) if task_type is not None else infer_kind(data)
+    if model_config is not None:
+        kind = kind.for_model(model_config)
     return kind.load(data, subset=subset, split=split, text_column=text_column, text_pair_column=text_pair_column,
                      label_column=label_column, max_train_examples=max_train_examples,
                      max_eval_examples=max_eval_examples, seed=seed)
