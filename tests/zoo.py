@@ -113,7 +113,7 @@ def _cell(run: dict) -> str:
         reason = run.get("reason", "").split(": ", 1)[-1] if run["status"] == "refused" else run.get("reason", "")
         return f"{run['status']}: {reason}".replace("|", "/")
     estimate = run.get("estimate") or {}
-    if estimate.get("status") == "skipped" or "flops_per_step_counted" not in estimate:
+    if estimate.get("status") != "ok":
         return f"ok (estimate {estimate.get('status', 'absent')}: {estimate.get('reason', '')})".replace("|", "/")
     flops = estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"]
     params = estimate["trainable_params_estimated"] / run["cost"]["trainable_params"]

@@ -17,7 +17,7 @@ from peftlab.errors import ConfigError, MethodError
 from peftlab.export.compress import COMPACT_FILE, check_quantizer, compress_file, parse_densities
 from peftlab.export.evaluation import evaluate_folder, study_test_task
 from peftlab.export.merge import write_merged
-from peftlab.export.model_card import render_model_card
+from peftlab.export.model_card import auto_head, render_model_card
 from peftlab.export.source import RunSource, find_run
 from peftlab.export.staging import EXPORT_FILE, Staging, check_destination
 from peftlab.methods import METHODS, get_method
@@ -77,14 +77,15 @@ def export(config: ExportConfig) -> dict:
     source, method = prepare_export(config)
     task = study_test_task(source.study_dir, source.study) if config.compress else None  # fails early when it cannot be rebuilt
     model, tokenizer, _ = load_run(source.run_folder)
+    head = auto_head(model)
     summary: dict = {"method": method.name, "source": str(source.run_folder)}
     with Staging() as staging:
         if config.adapter:
             final = Path(config.adapter).absolute()
             folder = staging.folder(final)
-            summary["adapter"] = {"path": str(final), **write_adapter(source, model, tokenizer, folder, final)}
+            summary["adapter"] = {"path": str(final), **write_adapter(source, model, tokenizer, folder, final, head)}
             if config.compress:
-                summary["compression"] = write_compressed(source, folder, final, task, config)
+                summary["compression"] = write_compressed(source, folder, final, task, config, head)
             _write_export_file(folder, source, summary, "adapter")
         if config.merged:
             final = Path(config.merged).absolute()
@@ -94,13 +95,14 @@ def export(config: ExportConfig) -> dict:
             extra = {"weights bytes": f"{merged['bytes']:,}",
                      "max abs logit difference to the adapter model": f"{merged['max_abs_logit_difference']:.1e}"}
             (folder / CARD).write_text(render_model_card(source, "merged", False, source.info["model_path"],
-                                                         str(final), extra))
+                                                         str(final), extra, head))
             _write_export_file(folder, source, summary, "merged")
         staging.publish()
     return summary
 
 
-def write_adapter(source: RunSource, model, tokenizer, folder: Path, final: Path) -> dict:
+def write_adapter(source: RunSource, model, tokenizer, folder: Path, final: Path,
+                  head: str = "SequenceClassification") -> dict:
     """The method's own saved format, tokenizer, peftlab_run.json and model card; the base path re-pointed."""
     method = get_method(source.method)
     method.export_adapter(model, folder)
@@ -111,7 +113,7 @@ def write_adapter(source: RunSource, model, tokenizer, folder: Path, final: Path
     size = sum((folder / name).stat().st_size for name in weights)
     extra = {"adapter bytes": f"{size:,} ({', '.join(sorted(weights))})"}
     (folder / CARD).write_text(render_model_card(source, "adapter", peft_format, source.info["model_path"],
-                                                 str(final), extra))
+                                                 str(final), extra, head))
     return {"bytes": size, "files": sorted(weights), "peft_format": peft_format}
 
 
@@ -127,7 +129,8 @@ def _repoint_base(folder: Path, model_path: str) -> bool:
     return "peft_version" in config  # written by peft's save_pretrained (our bottleneck adapter has none)
 
 
-def write_compressed(source: RunSource, adapter_folder: Path, final: Path, task, config: ExportConfig) -> list[dict]:
+def write_compressed(source: RunSource, adapter_folder: Path, final: Path, task, config: ExportConfig,
+                     head: str = "SequenceClassification") -> list[dict]:
     """ADAPTER/compressed/density-D/ for each density: a loadable adapter plus its compact file, each measured."""
     method = get_method(source.method)
     reference = evaluate_folder(adapter_folder, task)
@@ -151,7 +154,7 @@ def write_compressed(source: RunSource, adapter_folder: Path, final: Path, task,
                  "uncompressed adapter bytes": f"{row['adapter_bytes']:,}", "size ratio": f"{row['size_ratio']:.3f}",
                  "test accuracy (compressed / uncompressed)": f"{row['accuracy']:.4f} / {reference['accuracy']:.4f}"}
         (folder / CARD).write_text(render_model_card(source, "compressed", True, source.info["model_path"],
-                                                     str(final / row["folder"]), extra))
+                                                     str(final / row["folder"]), extra, head))
         write_json_atomic(folder / EXPORT_FILE, {"method": source.method, "kind": "compressed", "compression": row})
     return rows
 

@@ -27,7 +27,10 @@ def probe_batch(tokenizer, max_length: int) -> dict[str, torch.Tensor]:
 def logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
-    return model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+    inputs = {k: v.to(device) for k, v in batch.items()}
+    if getattr(model.config, "is_encoder_decoder", False) and "decoder_input_ids" not in inputs:
+        inputs["decoder_input_ids"] = inputs["input_ids"]  # any decoder tokens: the same before and after merging
+    return model(**inputs).logits.float().cpu()
 
 
 def write_merged(method: Method, model: nn.Module, tokenizer, folder: Path, max_length: int) -> dict:

@@ -4,22 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+)
+
 from peftlab.export.source import RunSource
 
 PEFT_LIBRARY = "peft"
+HEADS = ("SequenceClassification", "CausalLM", "Seq2SeqLM")  # AutoModelFor<head>, AutoPeftModelFor<head>
 
 
-def load_snippet(kind: str, peft_format: bool, num_labels: int) -> str:
-    """Python that loads the folder (the placeholder `FOLDER` is its path)."""
+def auto_head(model: nn.Module) -> str:
+    """Which Auto class loads this model back (one of HEADS), from transformers' own mappings of its class."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    name = type(base).__name__
+    if name in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():
+        return "Seq2SeqLM"
+    if name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values() or name.endswith("ForCausalLM"):
+        return "CausalLM"
+    return "SequenceClassification"
+
+
+def load_snippet(kind: str, peft_format: bool, num_labels: int, head: str = "SequenceClassification") -> str:
+    """Python that loads the folder (the placeholder `FOLDER` is its path) with the Auto class of its `head`."""
     if kind == "merged":
-        return ('from transformers import AutoModelForSequenceClassification, AutoTokenizer\n'
-                'model = AutoModelForSequenceClassification.from_pretrained("FOLDER")\n'
+        return (f'from transformers import AutoModelFor{head}, AutoTokenizer\n'
+                f'model = AutoModelFor{head}.from_pretrained("FOLDER")\n'
                 'tokenizer = AutoTokenizer.from_pretrained("FOLDER")')
     if peft_format:
-        labels = "" if num_labels == 2 else f", num_labels={num_labels}"
-        return ('from peft import AutoPeftModelForSequenceClassification\n'
+        labels = "" if num_labels == 2 or head != "SequenceClassification" else f", num_labels={num_labels}"
+        return (f'from peft import AutoPeftModelFor{head}\n'
                 'from transformers import AutoTokenizer\n'
-                f'model = AutoPeftModelForSequenceClassification.from_pretrained("FOLDER"{labels})\n'
+                f'model = AutoPeftModelFor{head}.from_pretrained("FOLDER"{labels})\n'
                 'tokenizer = AutoTokenizer.from_pretrained("FOLDER")')
     return ('import peftlab\n'
             'from transformers import AutoTokenizer\n'
@@ -28,7 +46,7 @@ def load_snippet(kind: str, peft_format: bool, num_labels: int) -> str:
 
 
 def render_model_card(source: RunSource, kind: str, peft_format: bool, base_path: str, folder: str,
-                      extra: dict[str, Any] | None = None) -> str:
+                      extra: dict[str, Any] | None = None, head: str = "SequenceClassification") -> str:
     """Markdown with YAML front matter. `kind`: adapter, merged or compressed; `folder`: where the export lands;
     `extra`: rows about this export."""
     study, method = source.study, source.method
@@ -54,7 +72,7 @@ def render_model_card(source: RunSource, kind: str, peft_format: bool, base_path
         "## Load",
         "",
         "```python",
-        load_snippet(kind, peft_format, len(source.info.get("label_names", []))).replace("FOLDER", folder),
+        load_snippet(kind, peft_format, len(source.info.get("label_names", [])), head).replace("FOLDER", folder),
         "```",
         "",
     ]

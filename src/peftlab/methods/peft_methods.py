@@ -17,13 +17,13 @@ from typing import Any
 from peft import IA3Config, LoraConfig, PeftModel, PrefixTuningConfig, PromptTuningConfig, TaskType, get_peft_model
 from peft.utils import SAFETENSORS_WEIGHTS_NAME, WEIGHTS_NAME, ModulesToSaveWrapper
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_IA3_TARGETS
+from torch import nn
 from transformers import PreTrainedModel
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
-from torch import nn
-from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
 from peftlab.errors import ModelError
 from peftlab.methods.base import Method, at_least, between, positive, settings_object
@@ -51,6 +51,7 @@ def _class_names(mapping: dict) -> frozenset[str]:
 # the classes transformers' Auto classes build, by head: GPT-2's causal LM is GPT2LMHeadModel, not ...ForCausalLM
 CAUSAL_LM_CLASSES = _class_names(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
 SEQ_CLS_CLASSES = _class_names(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES)
+SEQ_2_SEQ_CLASSES = _class_names(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)  # T5/BART ...ForConditionalGeneration
 
 
 def peft_task_type(model: nn.Module) -> TaskType:
@@ -58,10 +59,10 @@ def peft_task_type(model: nn.Module) -> TaskType:
     name = type(model).__name__
     if name in SEQ_CLS_CLASSES or name.endswith("ForSequenceClassification"):
         return TaskType.SEQ_CLS
+    if name in SEQ_2_SEQ_CLASSES:
+        return TaskType.SEQ_2_SEQ_LM
     if name in CAUSAL_LM_CLASSES or name.endswith("ForCausalLM"):
         return TaskType.CAUSAL_LM
-    if name in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES.values():  # T5/BART...ForConditionalGeneration, MarianMTModel
-        return TaskType.SEQ_2_SEQ_LM
     return TaskType.FEATURE_EXTRACTION
 
 
@@ -175,8 +176,8 @@ class PromptLearningMethod(PeftLibraryMethod):
     def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
         config = getattr(model, "config", None)
         if getattr(config, "is_encoder_decoder", False) and settings.get("task_type") == TaskType.SEQ_CLS:
-            return (f"transformers' {type(model).__name__} takes no input embeddings or key/value prefixes; use "
-                    "the model for generation instead")
+            return (f"transformers' {type(model).__name__} takes no input embeddings or key/value prefixes; run "
+                    "the labels as generation instead (--task generation --label-column LABEL)")
         if self.needs_cache and not _takes_cache(model):
             return (f"prefix tuning adds keys and values through the attention cache, and {type(model).__name__}'s "
                     "attention takes none (no past_key_values)")
