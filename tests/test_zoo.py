@@ -1,6 +1,7 @@
 """Any model the user brings: every architecture of the zoo (tests/zoo.py, tiny random models saved as local folders)
-runs `compare` with full, lora, ia3, prompt and adapter; a method that cannot apply is refused with its reason; the
-adapters it saves load back with peft (or peftlab's adapter loader) and give identical logits."""
+runs `compare` with full, lora, ia3, prompt and adapter, each run estimated and probed for robustness; a method that
+cannot apply is refused with its reason; the runs export (adapter and merged); the adapters load back with peft (or
+peftlab's adapter loader) with identical logits; the diagnosis reads every family."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def test_compare_runs_every_method_that_applies(arch, zoo_dirs, tiny_task_csv, t
     out = tmp_path / "out"
     results = compare(CompareConfig(model=str(zoo_dirs[arch.name]), data=str(tiny_task_csv), methods=METHODS,
                                     max_steps=1, batch_size=4, max_train_examples=16, max_eval_examples=8,
-                                    robustness=False, out=str(out)))
+                                    perturb_examples=8, attack_examples=2, attack_query_budget=10, out=str(out)))
     for run in results["runs"]:
         expected = REFUSED.get((arch.name, run["method"]))
         if expected:
@@ -52,6 +53,7 @@ def test_compare_runs_every_method_that_applies(arch, zoo_dirs, tiny_task_csv, t
         assert 0.8 <= estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] <= 1.25, estimate
         assert 0.8 <= estimate["trainable_params_estimated"] / run["cost"]["trainable_params"] <= 1.25, estimate
         assert 0.8 <= estimate["total_params_estimated"] / run["cost"]["total_params"] <= 1.25, estimate
+        assert run["robustness"].get("status", "ok") == "ok" and "clean_accuracy" in run["robustness"], run["robustness"]
     assert (out / "report.html").is_file() and (out / "results.json").is_file()
     for method in ("lora", "ia3"):  # exported as a peft adapter and merged into the base, logits checked by export
         summary = export(ExportConfig(run_dir=str(out), method=method, adapter=str(tmp_path / method / "adapter"),

@@ -120,8 +120,9 @@ def _cell(run: dict) -> str:
     return f"ok · params {params:.2f} · FLOPs {flops:.2f}"
 
 
-def architecture_table(out: Path, tokenizer, data: Path, jobs: list[tuple[str, Path]]) -> str:
-    """Run `compare` with every method in TABLE_METHODS on each (architecture, data) and return the markdown table."""
+def architecture_table(out: Path, tokenizer, jobs: dict[str, list[tuple[str, Path]]]) -> str:
+    """Run `compare` with every method in TABLE_METHODS on each architecture and each (task, data) of its stack in
+    `jobs`, and return the markdown table."""
     lines = ["| architecture | stack | task | " + " | ".join(TABLE_METHODS) + " |",
              "|---|---|---|" + "---|" * len(TABLE_METHODS)]
     for arch in ARCHITECTURES:
@@ -129,7 +130,7 @@ def architecture_table(out: Path, tokenizer, data: Path, jobs: list[tuple[str, P
             lines.append(f"| {arch.name} | {arch.stack} | - | " + " | ".join(["not in this transformers"] * len(TABLE_METHODS)) + " |")
             continue
         folder = save_tiny_model(arch, out / arch.name, tokenizer)
-        for task_name, task_data in jobs:
+        for task_name, task_data in jobs[arch.stack]:
             results = compare(CompareConfig(model=str(folder), data=str(task_data), methods=list(TABLE_METHODS),
                                             max_steps=1, batch_size=4, max_train_examples=16, max_eval_examples=8,
                                             robustness=False, out=str(out / f"{arch.name}-{task_name}")))
@@ -145,7 +146,9 @@ if __name__ == "__main__":  # python tests/zoo.py docs/ARCHITECTURES.md
     import tempfile
     import warnings
 
-    from conftest import tiny_texts
+    import json
+
+    from conftest import COLOURS, tiny_texts
     from peftlab.models import load_tokenizer, resolve_model
 
     warnings.filterwarnings("ignore")
@@ -155,9 +158,12 @@ if __name__ == "__main__":  # python tests/zoo.py docs/ARCHITECTURES.md
     tok = load_tokenizer(resolve_model("minilm"))
     tok.eos_token = "[SEP]"
     with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "tiny_task.csv"
+        csv, jsonl = Path(tmp) / "tiny_task.csv", Path(tmp) / "colours.jsonl"
         tiny_texts().to_csv(csv, index=False)
-        table = architecture_table(Path(tmp), tok, csv, [("classification", csv)])
+        jsonl.write_text("\n".join(json.dumps({"prompt": f"What colour is {thing}?", "completion": colour})
+                                   for _ in range(10) for thing, colour in COLOURS.items()))
+        both = [("classification", csv), ("generation", jsonl)]
+        table = architecture_table(Path(tmp), tok, {"encoder": both[:1], "decoder": both, "encoder-decoder": both})
     if target is not None:
         text = target.read_text(encoding="utf-8")
         begin, end = "<!-- zoo table: begin -->", "<!-- zoo table: end -->"

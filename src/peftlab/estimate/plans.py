@@ -247,9 +247,9 @@ def _plan_bitfit(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
     for i, roles in enumerate(_by_layer(biased, len(plan.layers))):
         plan.layers[i] = LayerPlan(trains_biases=frozenset(roles), trains_norms=bool(norm_biases))
     plan.embedding_norm_trains = bool(norm_biases)
-    plan.head_trains = True
+    plan.head_trains = plan.task == "classification"  # a new task head trains; a language model's output layer not
     plan.trainable = ([(f"{lin.name}.bias", lin.out_features) for lin in biased]
-                      + [(t.name, t.numel) for t in norm_biases] + _head_names(plan))
+                      + [(t.name, t.numel) for t in norm_biases] + (_head_names(plan) if plan.head_trains else []))
 
 
 def _plan_lora(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from peftlab.errors import MethodError, MethodNotApplicable
 from peftlab.methods.base import Method, at_least, settings_object
 from peftlab.methods.targets import attach_points, projection_names, suffixes
-from peftlab.models import head_module_names
+from peftlab.models import head_module_names, new_head_names
 
 __all__ = [
     "ADAPTER",
@@ -391,7 +391,9 @@ class BottleneckAdapterMethod(Method):
     """The registry's `adapter`: bottleneck adapters after attention and FFN outputs, plus the task head."""
 
     def default_settings(self, model: nn.Module) -> dict:
-        return {**self.defaults, "modules_to_save": head_module_names(model) or None}
+        # a classifier's new head trains with the adapters; a language model's output layer (often tied to the input
+        # embeddings) stays frozen
+        return {**self.defaults, "modules_to_save": new_head_names(model) or None}
 
     def refusal(self, model: nn.Module, settings: dict) -> str | None:
         if settings.get("target_modules") is None and not default_targets(model):

@@ -1,4 +1,5 @@
-"""BitFit (Ben Zaken et al., 2022): train every bias term of the base, plus the task head.
+"""BitFit (Ben Zaken et al., 2022): train every bias term of the base, plus the task head (a classifier's new head;
+a language model's pretrained output layer stays frozen).
 
 HF peft has no method that trains the base's existing biases, so it lives here.
 """
@@ -11,7 +12,7 @@ from torch import nn
 
 from peftlab.methods.base import freeze_all_but
 from peftlab.methods.partial_state import PartialStateMethod
-from peftlab.models import head_module_names
+from peftlab.models import head_module_names, new_head_names
 
 
 @dataclass
@@ -27,7 +28,7 @@ class BitFit(PartialStateMethod):
 
     def apply(self, model: nn.Module, settings: dict) -> nn.Module:
         self.check_applies(model, settings)
-        heads = tuple(f"{name}." for name in head_module_names(model))
+        heads = tuple(f"{name}." for name in new_head_names(model))  # a classifier's head; not an LM's output layer
         return freeze_all_but(model, lambda name: name.endswith(".bias") or name.startswith(heads))
 
 

@@ -269,6 +269,12 @@ def _plain_if_dequantized(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
+def new_head_names(model: PreTrainedModel) -> list[str]:
+    """The heads a fine-tuning run adds (a classifier's), not a language model's pretrained output layer."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [name for name in head_module_names(model) if output is None or model.get_submodule(name) is not output]
+
+
 def head_module_names(model: PreTrainedModel) -> list[str]:
     """Names of the top-level modules outside the pretrained base: the task head (e.g. `classifier`, `score`).
 
@@ -277,4 +283,8 @@ def head_module_names(model: PreTrainedModel) -> list[str]:
     prefix = getattr(model, "base_model_prefix", None)
     if not prefix:  # not a transformers model: no base/head split to read
         return []
+    children = dict(model.named_children())
+    if prefix not in children:  # the model is its own base (T5ForConditionalGeneration): the head is its output layer
+        output = model.get_output_embeddings()
+        return [name for name, module in children.items() if module is output and any(True for _ in module.parameters())]
     return [name for name, module in model.named_children() if name != prefix and any(True for _ in module.parameters())]
