@@ -59,18 +59,19 @@ def apply_method(model, method_name: str, overrides: dict[str, Any] | None = Non
 
 def predicted_and_measured(config, method: str, batch_size: int, seq_len: int, task: str = "classification",
                            dtype: str = "fp32", overrides: dict[str, Any] | None = None,
-                           grad_checkpointing: bool = False) -> dict[str, Any]:
-    """Estimate and measure one case on this machine's CPU; returns both and their ratios."""
+                           grad_checkpointing: bool = False, target_len: int | None = None) -> dict[str, Any]:
+    """Estimate and measure one case on this machine's CPU; returns both and their ratios. `target_len`: a seq2seq
+    LM's target length (None: as long as the input)."""
     facts = facts_from_config(config)
     settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, task=task, device="cpu",
-                                grad_checkpointing=grad_checkpointing)
+                                grad_checkpointing=grad_checkpointing, target_len=target_len)
     plan = build_plan(facts, method, resolve_settings(method, overrides), task)
     predicted = estimate_plan(facts, plan, settings)
     base = build_model(config, task, dtype)
     if grad_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_method(base, method, overrides)
-    measured = measure(model, make_batch(config, task, batch_size, seq_len))
+    measured = measure(model, make_batch(config, task, batch_size, seq_len, target_len))
     tokens = batch_size * seq_len
     return {
         "method": method, "batch_size": batch_size, "seq_len": seq_len, "dtype": dtype,
