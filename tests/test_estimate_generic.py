@@ -69,6 +69,25 @@ def test_parameters_and_flops_within_a_quarter(configs, arch, task, method):
     assert predicted["architecture"]["modelled"] in ("detailed", "generic")
 
 
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+@pytest.mark.parametrize("method", ["full", "prompt", "prefix"])
+def test_an_encoder_decoder_target_shorter_or_longer_than_its_input(configs, arch, method):
+    """The decoder runs over the target (target_len), the encoder over the input; peft's SEQ_2_SEQ_LM prompt
+    tuning prepends to the encoder only, prefix tuning's keys join the decoder's self-attention only."""
+    if arch not in configs:
+        pytest.skip(f"transformers {BY_NAME[arch].model_class} is not installed")
+    config = configs[arch]
+    model = apply_method(build_model(config, "seq2seq-lm"), method)
+    settings, _ = get_method(method).resolve(build_model(config, "seq2seq-lm"), {})
+    facts = facts_from_config(config)
+    plan = build_plan(facts, method, resolve_settings(method, settings), "seq2seq-lm")
+    for target in (5, 40):
+        predicted = estimate_plan(facts, plan, EstimateSettings(batch_size=BATCH, seq_len=SEQ, target_len=target,
+                                                                dtype="fp32", task="seq2seq-lm", device="cpu"))
+        counted = count_step_flops(model, make_batch(config, "seq2seq-lm", BATCH, SEQ, target_len=target))
+        assert _within(predicted["flops_per_step"] / counted), (target, predicted["flops_per_step"], counted)
+
+
 @pytest.mark.parametrize("arch", [a.name for a in ARCHITECTURES])
 def test_meta_count_checks_the_config_facts(configs, arch):
     """The parameters the config's shapes imply (embeddings, attention and MLP matrices) are within a quarter of
@@ -102,6 +121,13 @@ def test_cli_estimates_a_local_folder(arch, tmp_path, smollm_tokenizer, monkeypa
                                                                                  "classification")
     assert {r["task"] for r in results} == {expected_task}
     assert all(r["architecture"]["modelled"] == "generic" and r["architecture"]["approximated"] for r in results)
+    if expected_task == "seq2seq-lm":  # a target shorter than the input: the decoder's side costs less
+        monkeypatch.setattr(sys, "argv", [*sys.argv, "--target-len", "8"])
+        with pytest.raises(SystemExit):
+            main()
+        shorter = json.loads(capsys.readouterr().out)
+        assert all(s["flops_per_step"] < r["flops_per_step"] and s["memory_bytes"]["activations"]
+                   < r["memory_bytes"]["activations"] for s, r in zip(shorter, results))
 
 
 def test_a_model_transformers_cannot_build_is_one_model_error():

@@ -123,7 +123,13 @@ def test_compare_every_peft_method_on_an_encoder_decoder(arch, kind, seq2seq_dir
         assert run["status"] == "ok", (run["method"], run.get("reason"))
         assert metrics <= set(run["metrics"]), run["method"]
         assert run["latency"]["status"] == "ok"
-        assert run["estimate"]["status"] in ("ok", "skipped")  # skipped while the estimate lacks the model type
+        estimate = run["estimate"]  # the decoder over the labels' width, the encoder over the input's
+        assert estimate["status"] == "ok", (run["method"], estimate.get("reason"))
+        assert 0.8 <= estimate["flops_per_step_estimated"] / estimate["flops_per_step_counted"] <= 1.25, \
+            (run["method"], estimate)
+        assert estimate["trainable_params_estimated"] == run["cost"]["trainable_params"], run["method"]
+        rows, inputs, targets = estimate["flops_shape"]
+        assert rows == 4 and 0 < targets < inputs  # an answer is shorter than its prompt here
         assert run["cost"]["train_tokens"] > 0
     saved = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in saved["runs"]] == METHODS and (out / "report.html").is_file()

@@ -275,7 +275,8 @@ def export_command(
 def estimate_command(
     model: str = typer.Option(..., help="Built-in name (e.g. llama-3.1-8b), config.json, model folder, alias or HF id (config only)."),
     methods: str = typer.Option("full,lora,qlora", help="Comma-separated methods: the registry's, plus qlora."),
-    seq_len: int = typer.Option(2048, help="Tokens per sequence."),
+    seq_len: int = typer.Option(2048, help="Tokens per sequence (an encoder-decoder's input)."),
+    target_len: Optional[int] = typer.Option(None, help="An encoder-decoder's target tokens (the decoder's input; default: as long as --seq-len)."),
     batch_size: int = typer.Option(8, help="Sequences per step (per GPU)."),
     dtype: str = typer.Option("bf16", help="fp32, bf16, fp16 (pure 16-bit) or mixed (fp32 master weights, bf16 autocast)."),
     optimizer: str = typer.Option("adamw", help="adamw, adamw8bit or sgd."),
@@ -283,7 +284,7 @@ def estimate_command(
     optimizer_in_backward: bool = typer.Option(False, "--optimizer-in-backward", help="Update each parameter as soon as its gradient exists."),
     gpu: str = typer.Option("H100-80GB", help="GPU for the step time: RTX4090-24GB, L4-24GB, A100-40GB, A6000-48GB, L40S-48GB, A100-80GB, H100-80GB, H200-141GB."),
     utilisation: float = typer.Option(0.4, help="Share of the GPU's peak FLOP/s a step achieves."),
-    task: Optional[str] = typer.Option(None, help="causal-lm or classification (default: causal-lm for decoders)."),
+    task: Optional[str] = typer.Option(None, help="causal-lm, seq2seq-lm or classification (default: causal-lm for decoders, seq2seq-lm for encoder-decoders)."),
     recipe: str = typer.Option("hf", help="Software modelled: hf (transformers + peft) or torchtune."),
     padded: bool = typer.Option(False, "--padded", help="Batches are padded (an attention mask reaches attention)."),
     method_config: Optional[str] = typer.Option(None, help="YAML of per-method settings, e.g. `lora: {r: 16}`."),
@@ -293,7 +294,8 @@ def estimate_command(
 
 
     names = [name.strip() for name in methods.split(",") if name.strip()]
-    settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, optimizer=optimizer,
+    settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, target_len=target_len, dtype=dtype,
+                                optimizer=optimizer,
                                 grad_checkpointing=grad_checkpointing, optimizer_in_backward=optimizer_in_backward,
                                 gpu=gpu, utilisation=utilisation, task=task, recipe=recipe, padded=padded)
     results = estimate(model, names, settings, read_method_overrides(method_config, names))

@@ -41,7 +41,8 @@ class ActivationContext:
     cuda: bool  # dropout masks: 1 byte per element on CUDA, the input's element size on CPU
     attention: str  # "flash" or "math"
     adapter_bytes: int  # bytes per element of LoRA/IA3 parameters (and of the inputs peft casts to them)
-    seq_len: int  # positions per sequence (virtual prompt tokens included)
+    seq_len: int  # query positions per sequence of the stack computed (virtual prompt tokens included; an
+    # encoder-decoder's decoder: the target's length)
     dropout: bool  # model dropout is active (training mode with p > 0)
     kv_repeated: bool = False  # an attention mask reaches the kernel: transformers repeats GQA keys/values per head
 
@@ -95,6 +96,12 @@ def _trains(roles: set[str], lp: LayerPlan) -> bool:
     return bool(roles & (lp.trains_weights | lp.trains_biases | lp.lora | lp.ia3_out | lp.ia3_in | lp.adapters))
 
 
+def prefixed_keys(plan: MethodPlan, lp: LayerPlan, ctx: ActivationContext) -> float:
+    """Keys per query position in this layer's self-attention: 1, plus prefix tuning's virtual keys where the
+    prefix joins this layer."""
+    return 1 + (plan.prefix_tokens / ctx.seq_len if lp.prefix else 0.0)
+
+
 def _attention_core(facts: ModelFacts, kv_tokens: float, ctx: ActivationContext, keeps_output: bool) -> float:
     """Bytes per query token the attention kernel keeps: q, k, v (keys over kv_tokens per query token), output,
     and either the log-sum-exp (flash) or the probabilities (math)."""
@@ -130,7 +137,7 @@ def decoder_layer_bytes(facts: ModelFacts, lp: LayerPlan, plan: MethodPlan, ctx:
     kept += sum(widths[role] * e for role in qkv & lp.ia3_out)
     flows = grad_in or lp.trains_norms or _trains(qkv, lp) or lp.prefix
     # attention kernel: q, k, v (keys and values longer by the prefix), output, softmax statistics
-    kv_tokens = 1 + plan.prefix_tokens / ctx.seq_len
+    kv_tokens = prefixed_keys(plan, lp, ctx)
     keeps_output = _shares_input({"o"}, lp, plan, ctx)
     kept += _attention_core(facts, kv_tokens, ctx, keeps_output) if flows else 0.0
     if not flows and keeps_output:
@@ -167,7 +174,7 @@ def encoder_layer_bytes(facts: ModelFacts, lp: LayerPlan, plan: MethodPlan, ctx:
     kept += _lora_inputs(h, qkv & lp.lora, plan, ctx, grad_in)
     kept += h * e * len(qkv & lp.ia3_out)
     flows = grad_in or _trains(qkv, lp) or lp.prefix
-    kv_tokens = 1 + plan.prefix_tokens / ctx.seq_len
+    kv_tokens = prefixed_keys(plan, lp, ctx)
     keeps_context = _shares_input({"o"}, lp, plan, ctx)
     kept += _attention_core(facts, kv_tokens, ctx, keeps_context) if flows else 0.0
     if not flows and keeps_context:
@@ -244,24 +251,31 @@ def _canonical(lp: LayerPlan) -> LayerPlan:
                    adapters=mapped(lp.adapters))
 
 
-def layers_bytes(facts: ModelFacts, plan: MethodPlan, ctx: ActivationContext) -> tuple[float, float, bool]:
-    """(bytes per token kept by all layers and embeddings, by the largest single layer, grad flows at the top).
+def layers_bytes(facts: ModelFacts, plan: MethodPlan, ctx: ActivationContext, tokens: int,
+                 decoder_ctx: ActivationContext | None = None,
+                 decoder_tokens: int | None = None) -> tuple[float, float, bool]:
+    """(bytes kept by all layers and the embeddings, by the largest single layer, grad flows at the top), for
+    `tokens` positions per step (an encoder-decoder's decoder layers: `decoder_tokens`, under `decoder_ctx`).
 
     A generic architecture takes the formulas of the nearer family (``facts.family``) for each of its layers, with
-    each run of a layer shared across depth counted (ALBERT) and an encoder-decoder's decoder layers over as many
-    positions as the encoder's."""
+    each run of a layer shared across depth counted (ALBERT). An encoder-decoder's decoder layers run over the
+    target's positions; cross-attention is not among the formulas, so a decoder layer is taken to get a gradient
+    from below when its embeddings train or when the encoder's top has one (which its cross-attention passes on)."""
     layer_fn = encoder_layer_bytes if facts.family == "encoder" else decoder_layer_bytes
-    total, grad = embedding_bytes(facts, plan, ctx)
-    embeddings_grad = grad
+    per_token, grad = embedding_bytes(facts, plan, ctx)
+    total = per_token * tokens
     stacks, calls = plan.tensors.layer_stacks, plan.tensors.layer_calls
     largest = 0.0
+    layer_ctx, positions = ctx, tokens
     for index, lp in enumerate(plan.layers):
         if facts.generic:
             lp = _canonical(lp)
             if index < len(stacks) and stacks[index] == "decoder" and (index == 0 or stacks[index - 1] != "decoder"):
-                grad = embeddings_grad
+                grad = plan.embeddings_train or plan.embedding_norm_trains or grad
+                layer_ctx = decoder_ctx or ctx
+                positions = tokens if decoder_tokens is None else decoder_tokens
         for _ in range(calls[index] if index < len(calls) else 1):
-            kept, grad = layer_fn(facts, lp, plan, ctx, grad)
-            total += kept
-            largest = max(largest, kept)
+            kept, grad = layer_fn(facts, lp, plan, layer_ctx, grad)
+            total += kept * positions
+            largest = max(largest, kept * positions)
     return total, largest, grad

@@ -47,7 +47,7 @@ def estimate_plan(facts: ModelFacts, plan: MethodPlan, settings: EstimateSetting
     activations = checkpointed if settings.grad_checkpointing else plain
     total = mem.peak_bytes(weights, gradients, optimizer, activations, temporary)
     flops = step_flops(facts, plan, settings.batch_size, settings.seq_len, settings.grad_checkpointing,
-                       settings.attention_for(facts))
+                       settings.attention_for(facts), settings.target_len)
     tokens_per_step = settings.batch_size * settings.seq_len
     gpu = get_gpu(settings.gpu)
     step_seconds = flops.total * tokens_per_step / (gpu.peak_flops(settings.dtype) * settings.utilisation)
@@ -91,10 +91,12 @@ def estimate(model: str, methods: list[str], settings: EstimateSettings | None =
 
 
 def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] | None, batch_size: int, seq_len: int,
-                 dtype: str = "fp32", device: str = "cpu", task: str = "classification") -> dict[str, Any]:
+                 dtype: str = "fp32", device: str = "cpu", task: str = "classification",
+                 target_len: int | None = None) -> dict[str, Any]:
     """The estimate for one `peftlab compare` run: a sequence classifier (the config's labels) or, with task
     "causal-lm", a causal LM (multiple-choice and generation runs: the LM head over every position), or with
-    "seq2seq-lm" an encoder-decoder's conditional generation (targets as long as the inputs), trained with
+    "seq2seq-lm" an encoder-decoder's conditional generation (`seq_len` the encoder's input, `target_len` the
+    decoder's, the labels' width; None: as long as the input), trained with
     torch AdamW on `device` ("cpu" or "cuda") on batches padded to `seq_len`, `settings` the run's method
     settings (its record's "config"; learning_rate and keys the estimate does not model are ignored).
 
@@ -103,7 +105,8 @@ def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] |
     facts = facts_from_config(model_config)
     overrides = {k: v for k, v in (settings or {}).items() if k not in ("learning_rate",)}
     cuda = str(device).startswith("cuda")
-    run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, task=task, padded=True,
+    run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, target_len=target_len, dtype=dtype, task=task,
+                           padded=True,
                            device="cuda" if cuda else "cpu", adamw_kernel="foreach" if cuda else "single")
     run.check()
     plan = build_plan(facts, method_name, resolve_settings(method_name, overrides), task)

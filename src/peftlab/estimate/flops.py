@@ -103,21 +103,25 @@ def _linear_terms(lin: Linear, lp: LayerPlan, plan: MethodPlan, grad_in: bool) -
 
 
 def step_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, seq_len: int,
-               grad_checkpointing: bool = False, attention_kernel: str = "flash") -> StepFlops:
-    """FLOPs per real token of one forward + backward step of `plan` at this batch shape.
+               grad_checkpointing: bool = False, attention_kernel: str = "flash",
+               target_len: int | None = None) -> StepFlops:
+    """FLOPs per real input token of one forward + backward step of `plan` at this batch shape.
 
-    An encoder-decoder runs its encoder over the input and its decoder over a target as long (seq_len); the
-    decoder's first layer gets a gradient from the decoder's embeddings, its cross-attention keys and values
-    from the encoder's top."""
-    tokens = batch_size * (seq_len + plan.prompt_tokens)  # every position the layers compute, virtual ones too
-    decoder_tokens = batch_size * (seq_len + plan.decoder_prompt_tokens)
+    An encoder-decoder runs its encoder over the input (seq_len, after prompt tuning's virtual tokens) and its
+    decoder over the target (target_len; None: as long as the input); the decoder's self-attention attends the
+    target (and prefix tuning's virtual keys, which join the decoder only), its cross-attention the encoder's
+    positions, and the LM head reads every target position. The decoder's first layer gets a gradient from below
+    only when the embeddings train (prompt tuning's virtual tokens enter the encoder), its cross-attention keys and
+    values from the encoder's top."""
+    target = seq_len if target_len is None else target_len
+    tokens = batch_size * (seq_len + plan.prompt_tokens)  # every position the encoder computes, virtual ones too
+    decoder_tokens = batch_size * target
     real_tokens = batch_size * seq_len
-    kv_len = seq_len + plan.prompt_tokens + plan.prefix_tokens
-    decoder_kv_len = seq_len + plan.decoder_prompt_tokens + plan.prefix_tokens
+    encoder_len = seq_len + plan.prompt_tokens
     backward_factor = 2.5 if attention_kernel == "flash" else 2.0
     fwd = bwd_act = bwd_w = 0.0
-    embeddings_grad = plan.embeddings_train or plan.embedding_norm_trains or plan.prompt_tokens > 0
-    grad = embeddings_grad
+    embeddings_grad = plan.embeddings_train or plan.embedding_norm_trains
+    grad = embeddings_grad or plan.prompt_tokens > 0
     for lin in (lin for lin in plan.tensors.linears if lin.role == "embed_proj"):  # ALBERT's embedding projection
         trains = plan.trains_all_weights
         lora = plan.lora_rank > 0 and any(name.startswith(lin.name + ".lora_") for name, _ in plan.added)
@@ -132,9 +136,9 @@ def step_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, seq_len: in
         stack = stacks[index] if index < len(stacks) else ""
         decoder = stack == "decoder"
         if decoder and (index == 0 or stacks[index - 1] != "decoder"):  # the decoder's first layer
-            encoder_top, grad = grad, embeddings_grad or plan.decoder_prompt_tokens > 0
+            encoder_top, grad = grad, embeddings_grad
         positions = decoder_tokens if decoder else tokens
-        layer_kv = decoder_kv_len if decoder else kv_len
+        layer_kv = (target if decoder else encoder_len) + (plan.prefix_tokens if lp.prefix else 0)
         linears = [lin for lin in plan.tensors.layer_linears if lin.layer == index]
         has_cross = any(lin.role in CROSS_Q for lin in linears)
         for _ in range(calls[index] if index < len(calls) else 1):
@@ -145,6 +149,10 @@ def step_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, seq_len: in
                 if lin.role == "pos":  # DeBERTa: the relative-position embeddings, projected once per step
                     terms = _linear_terms(lin, lp, plan, plan.trains_all_weights)
                     per_step = [total + part * facts.relative_positions for total, part in zip(per_step, terms)]
+                    continue
+                if lin.role in CROSS_KV:  # cross-attention keys and values: over the encoder's positions
+                    terms = _linear_terms(lin, lp, plan, flows[lin.role])
+                    per_step = [total + part * tokens for total, part in zip(per_step, terms)]
                     continue
                 terms = _linear_terms(lin, lp, plan, flows.get(lin.role, flows["down"]))
                 layer = [total + part for total, part in zip(layer, terms)]
@@ -159,7 +167,7 @@ def step_flops(facts: ModelFacts, plan: MethodPlan, batch_size: int, seq_len: in
                 layer = [layer[0] + relative, layer[1] + ((2.0 if pos_train else 1.0) * relative if flows["o"]
                                                           else 0.0), layer[2]]
             if has_cross:  # cross-attention over the encoder's positions
-                cross = 4.0 * facts.q_dim * kv_len
+                cross = 4.0 * facts.q_dim * encoder_len
                 layer = [layer[0] + cross, layer[1] + (backward_factor * cross if flows["xo"] else 0.0), layer[2]]
             step = [part * positions + extra for part, extra in zip(layer, per_step)]
             fwd, bwd_act, bwd_w = fwd + step[0], bwd_act + step[1], bwd_w + step[2]

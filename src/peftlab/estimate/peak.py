@@ -3,6 +3,8 @@ top, without and with gradient checkpointing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from peftlab.estimate import memory as mem
 from peftlab.estimate.activations import ActivationContext, forward_working_bytes, layers_bytes, top_bytes
 from peftlab.estimate.architecture import ModelFacts
@@ -67,21 +69,36 @@ def activation_bytes(facts: ModelFacts, plan: MethodPlan, settings: EstimateSett
     Without checkpointing the peak is at the start of backward: everything the forward kept, plus the loss's
     gradients (or, if larger, the transients of one layer's backward or of a frozen layer's forward). With
     checkpointing each layer keeps only its input; the peak is either at the start of backward (layer inputs,
-    the head's tensors, the loss) or while one layer is recomputed and backpropagated."""
+    the head's tensors, the loss) or while one layer is recomputed and backpropagated. An encoder-decoder's
+    decoder layers, the head and the LM loss are over the target's positions (``settings.decoder_len``)."""
     ctx = activation_context(facts, plan, settings)
     tokens = settings.batch_size * (settings.seq_len + plan.prompt_tokens)
-    per_token, largest_layer, grad_top = layers_bytes(facts, plan, ctx)
-    top = top_bytes(facts, plan, ctx, grad_top) * tokens
-    kv_tokens = 1 + plan.prefix_tokens / ctx.seq_len
-    kept_loss, transient_loss = loss_bytes(facts, plan, tokens, settings, ctx.e)
-    working = backward_working_bytes(facts, plan, tokens, ctx.e)
+    stacks = plan.tensors.layer_stacks
+    seq2seq = "decoder" in stacks and "encoder" in stacks
+    decoder_ctx = replace(ctx, seq_len=settings.decoder_len) if seq2seq and plan.task == "seq2seq-lm" else ctx
+    decoder_tokens = settings.batch_size * decoder_ctx.seq_len if seq2seq else tokens
+    head_tokens = decoder_tokens if stacks and stacks[-1] == "decoder" else tokens
+    kept_layers, largest_layer, grad_top = layers_bytes(facts, plan, ctx, tokens, decoder_ctx, decoder_tokens)
+    top = top_bytes(facts, plan, ctx, grad_top) * head_tokens
+    kept_loss, transient_loss = loss_bytes(facts, plan, head_tokens, settings, ctx.e)
+    busiest = max(tokens, decoder_tokens)
+    working = backward_working_bytes(facts, plan, busiest, ctx.e)
     copies_all, copies_layer = autocast_copy_bytes(facts, plan, settings.dtype)
-    forward_working = forward_working_bytes(facts, ctx, kv_tokens) * tokens
-    mask = settings.batch_size * ctx.seq_len ** 2 * kv_tokens * ctx.e if has_attention_mask(plan, settings) else 0
-    plain = (per_token * tokens + top + mask + kept_loss + copies_all
-             + max(transient_loss, working, forward_working - largest_layer * tokens))
-    layer_runs = sum(plan.tensors.layer_calls) if plan.tensors.layer_calls else len(plan.layers)
-    inputs = layer_runs * facts.hidden_size * ctx.e * tokens
+    forward_working = max(forward_working_bytes(facts, ctx, 1 + plan.prefix_tokens / ctx.seq_len) * tokens,
+                          forward_working_bytes(facts, decoder_ctx, 1 + plan.prefix_tokens / decoder_ctx.seq_len)
+                          * decoder_tokens if seq2seq else 0.0)
+    mask = 0
+    if has_attention_mask(plan, settings):  # one (query x key) mask per sequence and stack
+        prefix_enc = plan.prefix_tokens if any(lp.prefix for lp, st in zip(plan.layers, stacks) if st != "decoder") \
+            or not seq2seq else 0
+        mask = settings.batch_size * ctx.seq_len * (ctx.seq_len + prefix_enc) * ctx.e
+        if seq2seq:
+            mask += settings.batch_size * decoder_ctx.seq_len * (decoder_ctx.seq_len + plan.prefix_tokens) * ctx.e
+    plain = (kept_layers + top + mask + kept_loss + copies_all
+             + max(transient_loss, working, forward_working - largest_layer))
+    calls = plan.tensors.layer_calls or tuple([1] * len(plan.layers))
+    inputs = sum(runs * facts.hidden_size * ctx.e * (decoder_tokens if index < len(stacks) and stacks[index] ==
+                                                     "decoder" else tokens) for index, runs in enumerate(calls))
     checkpointed = inputs + mask + max(top + kept_loss + transient_loss,
-                                       largest_layer * tokens + working + copies_layer, forward_working)
+                                       largest_layer + working + copies_layer, forward_working)
     return int(plain), int(min(plain, checkpointed))

@@ -80,9 +80,10 @@ class MethodPlan:
     pooler_trains: bool = False  # BERT's pooler.dense weight
     head_trains: bool = False
     head_copy: bool = False  # peft's modules_to_save: a trainable copy of the head beside the frozen original
-    prompt_tokens: int = 0  # prompt tuning: virtual tokens prepended to every input
-    decoder_prompt_tokens: int = 0  # ... and to an encoder-decoder's decoder input (peft's seq2seq LM)
-    prefix_tokens: int = 0  # prefix tuning: virtual key/value positions in every layer
+    prompt_tokens: int = 0  # prompt tuning: virtual tokens prepended to every input (an encoder-decoder's encoder
+    # input only: peft's PROMPT_TUNING leaves the decoder's input alone under SEQ_2_SEQ_LM)
+    prefix_tokens: int = 0  # prefix tuning: virtual key/value positions in the self-attention of each layer whose
+    # LayerPlan says prefix (every layer of a decoder or encoder; an encoder-decoder's decoder layers)
     lora_rank: int = 0
     lora_dropout: float = 0.0
     dora: bool = False
@@ -317,7 +318,7 @@ def _plan_adapter(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
 
 
 def _submodules(plan: MethodPlan, settings: dict) -> int:
-    """peft's num_transformer_submodules: 2 (virtual tokens for the encoder and for the decoder) when peft runs the
+    """peft's num_transformer_submodules: 2 (a prompt table sized for the encoder and the decoder) when peft runs the
     model as a seq2seq LM: the run's task_type says (peftlab resolves it from the model), else the task does."""
     if settings.get("num_transformer_submodules"):
         return int(settings["num_transformer_submodules"])
@@ -328,22 +329,32 @@ def _submodules(plan: MethodPlan, settings: dict) -> int:
 
 
 def _plan_prompt(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
+    """peft's PromptEmbedding is (num_virtual_tokens * num_transformer_submodules, token_dim); under SEQ_2_SEQ_LM
+    (2 submodules) PeftModelForSeq2SeqLM.forward prepends only the first num_virtual_tokens rows, to the encoder's
+    input: the decoder's input and the labels stay as they are, and the second half of the table trains without
+    ever being read (it gets no gradient)."""
     plan.prompt_tokens = int(settings.get("num_virtual_tokens", 20))
-    submodules = _submodules(plan, settings)
-    plan.decoder_prompt_tokens = plan.prompt_tokens if submodules == 2 else 0
-    plan.added = [("prompt_encoder.embedding", plan.prompt_tokens * submodules * facts.embedding_width)]
+    plan.added = [("prompt_encoder.embedding", plan.prompt_tokens * _submodules(plan, settings) * facts.embedding_width)]
     plan.trainable = list(plan.added)
 
 
 def _plan_prefix(plan: MethodPlan, facts: ModelFacts, settings: dict) -> None:
+    """peft's PrefixEncoder is (num_virtual_tokens, num_layers * 2 * token_dim), whatever num_transformer_submodules
+    is (num_layers: the config's num_hidden_layers, an encoder-decoder's encoder layers). Its keys and values go in
+    as ``past_key_values``; an encoder-decoder passes those to its decoder only, and under SEQ_2_SEQ_LM peft builds
+    an EncoderDecoderCache whose cross-attention cache it empties: the prefix joins the self-attention of the
+    decoder's first num_layers layers, the encoder runs untouched."""
     if settings.get("prefix_projection"):
         raise MethodError("prefix tuning with prefix_projection=True is not modelled by the estimate")
     plan.prefix_tokens = int(settings.get("num_virtual_tokens", 20))
-    plan.layers = [LayerPlan(prefix=True) for _ in plan.layers]
-    # one key and one value vector per virtual token and layer (of the key/value width under grouped-query attention;
-    # peft's num_layers is the config's num_hidden_layers, an encoder-decoder's encoder layers)
-    plan.added = [("prompt_encoder.embedding", plan.prefix_tokens * _submodules(plan, settings) * facts.num_layers
-                   * 2 * facts.prefix_token_dim)]
+    stacks = plan.tensors.layer_stacks
+    if "decoder" in stacks and "encoder" in stacks:  # an encoder-decoder: the decoder's first num_layers layers
+        decoder = [i for i, stack in enumerate(stacks) if stack == "decoder"][:facts.num_layers]
+        plan.layers = [LayerPlan(prefix=i in decoder) for i in range(len(plan.layers))]
+    else:
+        plan.layers = [LayerPlan(prefix=True) for _ in plan.layers]
+    # one key and one value vector per virtual token and layer (of the key/value width under grouped-query attention)
+    plan.added = [("prompt_encoder.embedding", plan.prefix_tokens * facts.num_layers * 2 * facts.prefix_token_dim)]
     plan.trainable = list(plan.added)
 
 

@@ -20,7 +20,8 @@ class EstimateSettings:
     """The training setup an estimate is for. Defaults: one GPU, bf16, AdamW, no gradient checkpointing."""
 
     batch_size: int = 8
-    seq_len: int = 2048
+    seq_len: int = 2048  # an encoder-decoder's encoder input
+    target_len: int | None = None  # an encoder-decoder's decoder input (the labels' width); None: as long as seq_len
     dtype: str = "bf16"  # fp32, bf16, fp16 (pure 16-bit) or mixed (fp32 master weights, bf16 autocast)
     optimizer: str = "adamw"  # adamw, adamw8bit, sgd
     grad_checkpointing: bool = False
@@ -40,6 +41,9 @@ class EstimateSettings:
         for name in ("batch_size", "seq_len"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)!r}")
+        if self.target_len is not None and (not isinstance(self.target_len, int) or isinstance(self.target_len, bool)
+                                            or self.target_len < 1):
+            raise ConfigError(f"--target-len must be a positive integer, got {self.target_len!r}")
         mem.weight_dtype_bytes(self.dtype)
         if self.optimizer not in mem.OPTIMIZERS:
             raise ConfigError(f"unknown --optimizer '{self.optimizer}'; use one of {', '.join(mem.OPTIMIZERS)}")
@@ -69,6 +73,11 @@ class EstimateSettings:
             raise ConfigError(f"model type '{facts.model_type}' is not an encoder-decoder: estimate it with --task "
                               f"{defaults.get(facts.stack, 'classification')} or classification")
         return task
+
+    @property
+    def decoder_len(self) -> int:
+        """Positions of an encoder-decoder's decoder input: the target's length, else the input's."""
+        return self.seq_len if self.target_len is None else self.target_len
 
     def attention_for(self, facts: ModelFacts) -> str:
         if self.attention:

@@ -42,7 +42,8 @@ def print_estimate(results: list[dict[str, Any]], settings: dict[str, Any], cons
     first = results[0]
     console.print(
         f"[bold]{first['model']}[/bold] ({first['task']}), batch {settings['batch_size']} x {settings['seq_len']} "
-        f"tokens, {settings['dtype']}, {settings['optimizer']}"
+        f"tokens" + (f" -> {settings['target_len']} target tokens" if settings.get("target_len") else "")
+        + f", {settings['dtype']}, {settings['optimizer']}"
         + (", gradient checkpointing" if settings["grad_checkpointing"] else "")
         + (", optimizer step in backward" if settings["optimizer_in_backward"] else "")
         + f", recipe {settings['recipe']}; step time on {first['gpu']} at {settings['utilisation']:.0%} utilisation"

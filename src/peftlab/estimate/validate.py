@@ -33,13 +33,18 @@ def build_model(config, task: str, dtype: str = "fp32"):
     return auto.from_config(config, dtype=TORCH_DTYPES[dtype])
 
 
-def make_batch(config, task: str, batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
+def make_batch(config, task: str, batch_size: int, seq_len: int,
+               target_len: int | None = None) -> dict[str, torch.Tensor]:
+    """Random token ids; a causal LM's labels are its inputs, a seq2seq LM's `target_len` tokens (None: as long as
+    the input), a classifier's one label per row."""
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(3, config.vocab_size, (batch_size, seq_len), generator=generator)
     if getattr(config, "is_encoder_decoder", False) and config.eos_token_id is not None:
         ids[:, -1] = config.eos_token_id  # BART's and T5's classifiers read the hidden state at the eos token
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if task in ("causal-lm", "seq2seq-lm"):  # a seq2seq target as long as the input
+    if task == "seq2seq-lm" and target_len is not None:
+        batch["labels"] = torch.randint(3, config.vocab_size, (batch_size, target_len), generator=generator)
+    elif task in ("causal-lm", "seq2seq-lm"):
         batch["labels"] = ids.clone()
     else:
         batch["labels"] = torch.randint(0, config.num_labels, (batch_size,), generator=generator)
@@ -54,18 +59,19 @@ def apply_method(model, method_name: str, overrides: dict[str, Any] | None = Non
 
 def predicted_and_measured(config, method: str, batch_size: int, seq_len: int, task: str = "classification",
                            dtype: str = "fp32", overrides: dict[str, Any] | None = None,
-                           grad_checkpointing: bool = False) -> dict[str, Any]:
-    """Estimate and measure one case on this machine's CPU; returns both and their ratios."""
+                           grad_checkpointing: bool = False, target_len: int | None = None) -> dict[str, Any]:
+    """Estimate and measure one case on this machine's CPU; returns both and their ratios. `target_len`: a seq2seq
+    LM's target length (None: as long as the input)."""
     facts = facts_from_config(config)
     settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, dtype=dtype, task=task, device="cpu",
-                                grad_checkpointing=grad_checkpointing)
+                                grad_checkpointing=grad_checkpointing, target_len=target_len)
     plan = build_plan(facts, method, resolve_settings(method, overrides), task)
     predicted = estimate_plan(facts, plan, settings)
     base = build_model(config, task, dtype)
     if grad_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_method(base, method, overrides)
-    measured = measure(model, make_batch(config, task, batch_size, seq_len))
+    measured = measure(model, make_batch(config, task, batch_size, seq_len, target_len))
     tokens = batch_size * seq_len
     return {
         "method": method, "batch_size": batch_size, "seq_len": seq_len, "dtype": dtype,

@@ -75,32 +75,44 @@ class EstimateProbe(Probe):
     and backward on the first rows of the run's first training batch, counted by ``FlopCounterMode``, next to the
     estimate for that shape. A few rows check the cost model as well as the whole batch (a step's FLOPs grow linearly
     with its rows) at a fraction of the time: counting runs every operator through Python (docs/PERFORMANCE.md).
-    A model type or method the estimate does not model is ``skipped`` with the estimate's reason."""
+    An encoder-decoder's rows are two sequences (the prompt as ``input_ids``, the answer as ``labels``, padded to its
+    own width): its estimate takes the input's length for the encoder and the labels' for the decoder (the peak:
+    the longest prompt and the longest answer of the training split). A model type or method the estimate does not
+    model is ``skipped`` with the estimate's reason."""
 
     name = "estimate"
 
     def measure(self, run: TrainedRun) -> dict[str, Any]:
         config, task = run.study.config, run.study.task
-        longest = max(run.encoded["train"]["length"])
+        estimate_task = task.kind.estimate_task
+        train = run.encoded["train"]
+        seq2seq = estimate_task == "seq2seq-lm"
+        if seq2seq:  # a row's length counts both sequences; the encoder and the decoder each take their own
+            longest = max(len(ids) for ids in train["input_ids"])
+            longest_target = max(len(labels) for labels in train["labels"])
+        else:
+            longest, longest_target = max(train["length"]), None
         device = run.device.type
         try:
             peak = estimate_run(run.model.config, run.method, run.settings, config.batch_size, longest,
-                                device=device, task=task.kind.estimate_task)
+                                device=device, task=estimate_task, target_len=longest_target)
         except PeftlabError as error:  # not modelled: a reason, not a failure
             raise ProbeSkipped(str(error)) from None
-        batch = next(iter(train_loader(run.encoded["train"], run.study.tokenizer, config.batch_size, run.seed)))
+        batch = next(iter(train_loader(train, run.study.tokenizer, config.batch_size, run.seed)))
         batch = {key: value[:FLOP_COUNT_ROWS].to(run.device) for key, value in batch.items()}
         rows, seq_len = batch["input_ids"].shape
+        target_len = batch["labels"].shape[1] if seq2seq else None
         counted = count_step_flops(run.model, batch)
         run.model.eval()
         estimated = estimate_run(run.model.config, run.method, run.settings, rows, seq_len, device=device,
-                                 task=task.kind.estimate_task)
+                                 task=estimate_task, target_len=target_len)
+        # the shapes: [rows, tokens], an encoder-decoder's [rows, input tokens, target tokens]
         return {
             "peak_memory_bytes": peak["peak_memory_bytes"],
-            "peak_memory_shape": [config.batch_size, longest],
+            "peak_memory_shape": [config.batch_size, longest] + ([longest_target] if seq2seq else []),
             "flops_per_step_estimated": estimated["flops_per_step"],
             "flops_per_step_counted": counted,
-            "flops_shape": [rows, seq_len],
+            "flops_shape": [rows, seq_len] + ([target_len] if seq2seq else []),
             # the estimate's parameter counts, next to the run's cost.trainable_params and cost.total_params
             "trainable_params_estimated": peak["trainable_params"],
             "total_params_estimated": peak["total_params"],
