@@ -31,6 +31,7 @@ from transformers.pytorch_utils import Conv1D
 from peftlab.errors import ModelError
 from peftlab.estimate.tensors import Linear, ModelTensors, Tensor
 from peftlab.files import error_line
+from peftlab.methods.targets import projection_roles
 
 AUTO_CLASSES = {"classification": AutoModelForSequenceClassification, "causal-lm": AutoModelForCausalLM,
                 "seq2seq-lm": AutoModelForSeq2SeqLM, "base": AutoModel}
@@ -63,8 +64,15 @@ def instantiate(config: Any, task: str) -> nn.Module:
                          f"cannot build {auto.__name__} for it ({error_line(error)})") from None
 
 
-def _role(inner: list[str], module: nn.Module, gate_up_width: int) -> str:
-    """The role of a linear inside a layer from the names on its path below the layer (`inner`)."""
+# a role the module structure gives (peftlab.methods.targets, what IA3 and adapters attach by), for a projection whose
+# name the table above does not know
+STRUCTURAL_ROLES = {"query": "q", "key": "k", "value": "v", "attention_in": "qkv", "attention_output": "o",
+                    "ffn_in": "up", "ffn_out": "down"}
+
+
+def _role(inner: list[str], module: nn.Module, gate_up_width: int, structural: str | None = None) -> str:
+    """The role of a linear inside a layer from the names on its path below the layer (`inner`), else from the
+    module structure's role (`structural`, a key of STRUCTURAL_ROLES)."""
     leaf, parents = inner[-1].lower(), [part.lower() for part in inner[:-1]]
     in_attention = any("att" in part for part in parents)
     role = LEAF_ROLES.get(leaf)
@@ -77,6 +85,8 @@ def _role(inner: list[str], module: nn.Module, gate_up_width: int) -> str:
             role = "down"
     if role == "up" and gate_up_width and _out_features(module) == gate_up_width:
         role = "gate_up"  # a GLU's fused projection (ModernBERT's Wi): twice the MLP width
+    if role is None:
+        role = STRUCTURAL_ROLES.get(structural or "")
     if role is None:
         return "other"
     if any(part in CROSS_BLOCKS for part in parents) and role in CROSS_ROLES:
@@ -112,6 +122,7 @@ def read_tensors(model: nn.Module, encoder_decoder: bool, num_hidden_layers: int
     linears: list[tuple[str, nn.Module, int | None, str]] = []
     owned: set[int] = set()
     base_name = model.base_model_prefix if hasattr(model, model.base_model_prefix) else ""
+    structural = projection_roles(model)
     for name, module in model.named_modules():
         if not isinstance(module, (nn.Linear, Conv1D)):
             continue
@@ -127,7 +138,8 @@ def read_tensors(model: nn.Module, encoder_decoder: bool, num_hidden_layers: int
             layer_index[(path, index)] = len(layer_index)
             parts = path.lower().split(".")
             stacks.append("decoder" if "decoder" in parts else "encoder" if encoder_decoder else "")
-        linears.append((name, module, layer_index[(path, index)], _role(inner, module, 2 * intermediate_size)))
+        linears.append((name, module, layer_index[(path, index)], _role(inner, module, 2 * intermediate_size,
+                                                                          structural.get(name))))
     calls = 1
     if not encoder_decoder and layer_index and num_hidden_layers > len(layer_index) \
             and num_hidden_layers % len(layer_index) == 0:
