@@ -44,8 +44,10 @@ def match_scores(predictions: list[str], references: list[list[str]]) -> dict[st
 
 @torch.no_grad()
 def generate_answers(model, dataset, tokenizer, device, max_new_tokens: int, batch_size: int = GENERATION_BATCH,
-                     desc: str = "generate") -> list[str]:
-    """Greedy completions of every row's ``prompt_ids``, in the dataset's order."""
+                     desc: str = "generate", encoder_decoder: bool = False) -> list[str]:
+    """Greedy completions of every row's ``prompt_ids``, in the dataset's order. A causal LM continues the prompt
+    (left-padded: every prompt ends where generation starts; the echoed prompt is cut off); an encoder-decoder reads
+    it as the encoder's input (right-padded) and answers from its decoder (its start token is cut off)."""
     model.eval()
     prompts = dataset["prompt_ids"]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -56,41 +58,19 @@ def generate_answers(model, dataset, tokenizer, device, max_new_tokens: int, bat
         width = max(len(prompts[i]) for i in rows)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, i in enumerate(rows):  # left padding: every prompt ends where generation starts
-            input_ids[k, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            attention_mask[k, width - len(prompts[i]):] = 1
+        for k, i in enumerate(rows):
+            where = slice(0, len(prompts[i])) if encoder_decoder else slice(width - len(prompts[i]), width)
+            input_ids[k, where] = torch.tensor(prompts[i])
+            attention_mask[k, where] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
                                 do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
-        if output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
+        if encoder_decoder:
+            output = output[:, 1:]  # the decoder's start token is not part of the answer
+        elif output.shape[1] >= width and torch.equal(output[:, :width], input_ids):
             output = output[:, width:]  # the prompt is echoed back (unless generation ran from embeddings)
         for k, i in enumerate(rows):
             answers[i] = tokenizer.decode(output[k], skip_special_tokens=True).strip()
-    return answers
-
-
-@torch.no_grad()
-def generate_seq2seq_answers(model, dataset, tokenizer, device, max_new_tokens: int,
-                             batch_size: int = GENERATION_BATCH, desc: str = "generate") -> list[str]:
-    """Greedy answers of an encoder-decoder to every row's ``prompt_ids`` (the encoder's input), in order."""
-    model.eval()
-    prompts = dataset["prompt_ids"]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    answers = [""] * len(prompts)
-    pad = tokenizer.pad_token_id
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False, mininterval=1.0, disable=None):
-        rows = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in rows)
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, i in enumerate(rows):  # right padding: the encoder reads the whole prompt, the mask hides the rest
-            input_ids[k, :len(prompts[i])] = torch.tensor(prompts[i])
-            attention_mask[k, :len(prompts[i])] = 1
-        output = model.generate(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=pad,
-                                eos_token_id=tokenizer.eos_token_id)
-        for k, i in enumerate(rows):  # the first token is the decoder's start token, not part of the answer
-            answers[i] = tokenizer.decode(output[k, 1:], skip_special_tokens=True).strip()
     return answers
 
 
@@ -112,21 +92,22 @@ def target_loss(model, dataset, tokenizer, batch_size: int, device, desc: str = 
 def evaluate_generation(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,
                         desc: str = "eval") -> dict[str, float]:
     """The generation scores of a split encoded by :mod:`peftlab.tasks.causal` (evaluate_split's signature)."""
-    return _scores(model, dataset, tokenizer, batch_size, device, desc, generate_answers, shift=1)
+    return _scores(model, dataset, tokenizer, batch_size, device, desc, encoder_decoder=False)
 
 
 def evaluate_seq2seq_generation(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,
                                 desc: str = "eval") -> dict[str, float]:
     """The generation scores of a split encoded by :mod:`peftlab.tasks.seq2seq` (evaluate_split's signature)."""
-    return _scores(model, dataset, tokenizer, batch_size, device, desc, generate_seq2seq_answers, shift=0)
+    return _scores(model, dataset, tokenizer, batch_size, device, desc, encoder_decoder=True)
 
 
-def _scores(model, dataset, tokenizer, batch_size: int, device, desc: str, generate, shift: int) -> dict[str, float]:
+def _scores(model, dataset, tokenizer, batch_size: int, device, desc: str, encoder_decoder: bool) -> dict[str, float]:
     references = dataset["references"]
     longest = max((len(tokenizer(r, add_special_tokens=False)["input_ids"]) for refs in references for r in refs),
                   default=1)
-    predictions = generate(model, dataset, tokenizer, device, min(longest + 4, MAX_NEW_TOKENS),
-                           min(batch_size, GENERATION_BATCH), f"{desc} generate")
+    predictions = generate_answers(model, dataset, tokenizer, device, min(longest + 4, MAX_NEW_TOKENS),
+                                   min(batch_size, GENERATION_BATCH), f"{desc} generate", encoder_decoder)
+    shift = 0 if encoder_decoder else 1  # a causal LM predicts token t + 1 from position t
     loss = target_loss(model, dataset, tokenizer, min(batch_size, GENERATION_BATCH), device, f"{desc} loss", shift)
     return {**match_scores(predictions, references), "loss": loss, "neg_loss": -loss,
             "perplexity": math.exp(loss) if loss < 50 else float("inf")}

@@ -86,6 +86,11 @@ def _encode_prompted(task, tokenizer, max_length: int, multiple_choice: bool) ->
             encoded["references"] = row["references"]
         return encoded
 
+    return encode_splits(task, encode)
+
+
+def encode_splits(task, encode) -> dict[str, datasets.Dataset]:
+    """Every split of `task` through the row encoder `encode` (a row of the task's table -> the encoded row)."""
     return {split: dataset.map(encode, remove_columns=dataset.column_names, desc=f"tokenize {split}",
                                load_from_cache_file=False)
             for split, dataset in task.splits.items()}

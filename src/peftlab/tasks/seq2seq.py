@@ -25,7 +25,7 @@ import json
 
 import datasets
 
-from peftlab.tasks.causal import render_prompt
+from peftlab.tasks.causal import encode_splits, render_prompt
 
 
 def _prompt_ids(tokenizer, messages: list[dict], max_length: int) -> list[int]:
@@ -90,6 +90,4 @@ def _encode(task, tokenizer, max_length: int, multiple_choice: bool) -> dict[str
             encoded["references"] = row["references"]
         return encoded
 
-    return {split: dataset.map(encode, remove_columns=dataset.column_names, desc=f"tokenize {split}",
-                               load_from_cache_file=False)
-            for split, dataset in task.splits.items()}
+    return encode_splits(task, encode)
