@@ -222,26 +222,21 @@ def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs
     """The pretrained decoder with its language-model head, fp32 (a GGUF checkpoint is dequantized).
 
     ``load_kwargs`` go to ``from_pretrained`` (e.g. a bitsandbytes ``quantization_config``)."""
-    kwargs = ref.from_pretrained_kwargs()
-    if not ref.gguf_file:
-        kwargs["use_safetensors"] = True
-    try:
-        model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=torch.float32, **kwargs, **load_kwargs)
-    except (OSError, ValueError, KeyError) as error:
-        raise _model_error(ref, error) from None
-    if model.config.pad_token_id is None and pad_token_id is not None:
-        model.config.pad_token_id = pad_token_id
-    return _plain_if_dequantized(model)
+    return _load_lm(AutoModelForCausalLM, ref, pad_token_id, load_kwargs)
 
 
 def load_seq2seq_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
     """The pretrained encoder-decoder (T5, BART, ...) with its language-model head, fp32; ``load_kwargs`` go to
     ``from_pretrained``."""
+    return _load_lm(AutoModelForSeq2SeqLM, ref, pad_token_id, load_kwargs)
+
+
+def _load_lm(auto, ref: ModelRef, pad_token_id: int | None, load_kwargs: dict) -> PreTrainedModel:
     kwargs = ref.from_pretrained_kwargs()
     if not ref.gguf_file:
         kwargs["use_safetensors"] = True
     try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(ref.path, dtype=torch.float32, **kwargs, **load_kwargs)
+        model = auto.from_pretrained(ref.path, dtype=torch.float32, **kwargs, **load_kwargs)
     except (OSError, ValueError, KeyError) as error:
         raise _model_error(ref, error) from None
     if model.config.pad_token_id is None and pad_token_id is not None:
