@@ -4,6 +4,9 @@ Python API (everything the CLI does)::
 
     from peftlab import CompareConfig, compare
     results = compare(CompareConfig(model="minilm", data="rotten_tomatoes", methods=["full", "lora"]))
+    results.table()            # a pandas DataFrame, one row per run
+    results.plot("pareto")     # a matplotlib Figure
+    results = load_study("runs/rt")  # a finished or running study folder, read back
 
 Layers, bottom to top (a module imports only from layers below its own; ``tests/test_layers.py`` checks it):
 ``errors``, ``files`` → ``tasks``, ``models``, ``methods`` → ``train``, ``evaluate``, ``measure``, ``estimate`` →
@@ -29,6 +32,10 @@ def __getattr__(name):
         from peftlab.study.artifacts import load_run
 
         return load_run
+    if name in ("Results", "load_study"):
+        from peftlab.report import results
+
+        return getattr(results, name)
     if name == "load_adapter":
         from peftlab.export.loading import load_adapter
 
@@ -36,4 +43,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'peftlab' has no attribute {name!r}")
 
 
-__all__ = ["CompareConfig", "PeftlabError", "compare", "load_adapter", "load_run"]
+__all__ = ["CompareConfig", "PeftlabError", "Results", "compare", "load_adapter", "load_run", "load_study"]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -35,10 +34,11 @@ from peftlab.export import ExportConfig, export
 from peftlab.export.table import print_export
 from peftlab.files import RESULTS_FILE, jsonable
 from peftlab.methods import METHODS
-from peftlab.options import config_from_mapping, config_from_sources
+from peftlab.options import config_from_mapping, config_from_sources, config_yaml
 from peftlab.quiet import quiet_libraries
 from peftlab.recipe import compare as run_compare
 from peftlab.report import print_table
+from peftlab.report.progress import ProgressDisplay
 from peftlab.report.table import print_robustness_table
 from peftlab.report.write import write_report
 from peftlab.study.config import CompareConfig
@@ -122,20 +122,14 @@ def waiting(holder: str) -> None:
 def _compare(ctx: typer.Context, values: dict[str, Any]) -> None:
     config = config_from_sources(CompareConfig, values["config"], given_on_command_line(ctx, values, CompareConfig))
     if values["print_config"]:
-        typer.echo(yaml.safe_dump(jsonable(config.describe()), sort_keys=False), nl=False)
+        typer.echo(config_yaml(jsonable(config.describe())), nl=False)
         return
     out, start = config.out, time.perf_counter()
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate launch the main process prints
         console.quiet = True
 
-    def done(record: dict) -> None:
-        status = "ok" if record["status"] == "ok" else f"{record['status']} ({record.get('reason', '')})"
-        score = next(((k, record["metrics"][k]) for k in ("accuracy", "exact_match") if k in record["metrics"]), None)
-        seed = f" (seed {record['seed']})" if config.seeds > 1 else ""
-        console.print(f"[bold]{record['method']}[/bold]{seed}: {status}" + (f", test {score[0].replace('_', ' ')} {score[1]:.3f}" if score else ""))
-
-    try:
-        results = run_compare(config, on_run_done=done, on_wait=waiting)
+    try:  # one line per finished run; on a terminal also a live display of the run in progress
+        results = run_compare(config, on_wait=waiting, progress=ProgressDisplay(console, seeds=config.seeds))
     except KeyboardInterrupt:
         errors.print(interrupted_message(out), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None

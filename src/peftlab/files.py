@@ -28,6 +28,7 @@ from peftlab.errors import ConfigError, PeftlabError
 RESULTS_FILE = "results.json"
 STORE_FILE = "study.sqlite"
 DIAGNOSIS_FILE = "diagnosis.json"
+STUDY_CONFIG_FILE = "study.yaml"  # the effective configuration: `peftlab compare --config OUT/study.yaml` re-runs it
 RUN_FILE = "peftlab_run.json"
 RUNS_DIR = "runs"
 CHECKPOINTS_DIR = "checkpoints"

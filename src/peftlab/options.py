@@ -101,3 +101,8 @@ def config_from_sources(cls, path: str | Path | None, command_line: dict[str, An
     values = read_config_file(path) if path else {}
     values = {str(key).replace("-", "_"): value for key, value in values.items()}
     return config_from_mapping(cls, {**values, **command_line}, f"--config {path}" if path else "the command line")
+
+
+def config_yaml(values: dict[str, Any]) -> str:
+    """A configuration's plain values (``config.describe()``) as the YAML file ``--config`` reads back."""
+    return yaml.safe_dump(values, sort_keys=False)

@@ -11,14 +11,16 @@ together; each of those floors depends on the floors below it alone.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from contextlib import closing, contextmanager
+from typing import Callable, Iterator
 
 from accelerate.utils import broadcast_object_list
 
 from peftlab.diagnose import diagnose_after_compare
 from peftlab.files import write_results
 from peftlab.lock import StudyInUse, StudyLock
+from peftlab.progress import StudyProgress
+from peftlab.report.results import Results
 from peftlab.report.write import write_report_safely
 from peftlab.study.config import CompareConfig
 from peftlab.study.driver import run_study
@@ -26,23 +28,27 @@ from peftlab.study.inputs import RunContext, run_context
 
 
 def compare(config: CompareConfig, on_run_done: Callable[[dict], None] | None = None,
-            on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the comparison; returns the results dict also written to OUT/results.json.
+            on_wait: Callable[[str], None] | None = None, progress: StudyProgress | None = None) -> Results:
+    """Run the comparison; returns its :class:`peftlab.report.results.Results`: the results dict also written to
+    OUT/results.json, with notebook views (``.table()``, ``.verdict``, ``.runs``, ``.plot()``).
 
     The study's state lives in OUT/study.sqlite: re-running the same call skips the finished runs and continues an
     interrupted one from its last epoch checkpoint (docs/STUDIES.md). Another process writing the same OUT is a
-    :class:`peftlab.lock.StudyInUse` error, or with ``config.wait`` a wait (``on_wait`` is told who holds it)."""
+    :class:`peftlab.lock.StudyInUse` error, or with ``config.wait`` a wait (``on_wait`` is told who holds it).
+    ``progress`` hears of every run's start, steps and end (:class:`peftlab.progress.StudyProgress`)."""
     context = run_context(config)  # checks every input before anything is written, the lock file included
+    context.progress = progress or context.progress
     with one_writer(context, on_wait):
-        results = run_study(context, on_run_done)
+        with closing(context.progress):  # a live display stops when the runs are done (or interrupted)
+            results = run_study(context, on_run_done)
         if not context.accelerator.is_main_process:
-            return results
+            return Results(results, context.out)
         if config.diagnose:  # before the report, which shows diagnosis.json
             results.update(diagnose_after_compare(context.study, context.encoded, context.accelerator, context.out,
                                                   results))
             write_results(context.out, results)
         write_report_safely(context.out, results)  # OUT/report.html; a failure there is one logged line
-    return results
+    return Results(results, context.out)
 
 
 @contextmanager

@@ -331,14 +331,28 @@ def report_charts(results: dict[str, Any], diagnosis: dict[str, Any] | None = No
 
 
 def _all_charts(results: dict[str, Any], diagnosis: dict[str, Any] | None) -> dict[str, Figure | None]:
-    charts: dict[str, Figure | None] = {name: pareto_chart(results, name) for name in PARETO_AXES}
-    charts["train_loss"] = train_loss_chart(results)
-    charts["validation"] = validation_chart(results)
-    charts["robustness_accuracy"] = robustness_accuracy_chart(results)
-    charts["attacks"] = attack_chart(results)
-    spectrum = (diagnosis or {}).get("spectrum")
-    charts["spectrum"] = spectrum_chart(spectrum) if isinstance(spectrum, dict) else None
-    return charts
+    return {name: _one_chart(results, name, diagnosis) for name in CHART_TITLES}
+
+
+def draw_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | None = None,
+               foreground: str = FOREGROUND) -> Figure | None:
+    """One chart of the report by name (a key of CHART_TITLES); None: nothing to draw. For notebooks
+    (:meth:`peftlab.report.results.Results.plot`), drawn in ``foreground``."""
+    _foreground.append(foreground)
+    try:
+        return _one_chart(results, name, diagnosis)
+    finally:
+        _foreground.pop()
+
+
+def _one_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | None) -> Figure | None:
+    if name in PARETO_AXES:
+        return pareto_chart(results, name)
+    if name == "spectrum":
+        spectrum = (diagnosis or {}).get("spectrum")
+        return spectrum_chart(spectrum) if isinstance(spectrum, dict) else None
+    return {"train_loss": train_loss_chart, "validation": validation_chart,
+            "robustness_accuracy": robustness_accuracy_chart, "attacks": attack_chart}[name](results)
 
 
 def svg(figure: Figure, name: str) -> str:

@@ -151,18 +151,19 @@ def _decision(inputs: ReportInputs) -> str:
 
 def _comparison(tables: dict[str, ReportTable]) -> str:
     """The comparison table, then tuning, seeds and the estimate check where the study has them."""
-    return _report_table(tables["comparison"], always=True) + "".join(
-        _report_table(tables[name]) for name in ("tuning", "seeds", "estimate") if tables[name].shown)
+    return report_table_html(tables["comparison"], always=True) + "".join(
+        report_table_html(tables[name]) for name in ("tuning", "seeds", "estimate") if tables[name].shown)
 
 
-def _report_table(table: ReportTable, always: bool = False) -> str:
+def report_table_html(table: ReportTable, always: bool = False, sortable: bool = True) -> str:
     """A report table, sortable by any column (numbers by their raw value; failed rows, which span the table
     with their reason, stay last), then its notes; only the notes when it has no rows, unless ``always``."""
     notes = "".join(f'<p class="note">{escape(note)}</p>' for note in table.notes)
     if not table.shown_rows and not always:
         return notes
     columns = table.shown_columns
-    head = "".join(f'<th scope="col"><button type="button">{escape(column.title)}</button></th>' for column in columns)
+    head = "".join(f'<th scope="col"><button type="button">{escape(column.title)}</button></th>' if sortable
+                   else f'<th scope="col">{escape(column.title)}</th>' for column in columns)
     rows = []
     for row in table.shown_rows:
         label = f'<td data-sort="{escape(row.label)}">{escape(row.label)}</td>'
@@ -174,8 +175,9 @@ def _report_table(table: ReportTable, always: bool = False) -> str:
                         for column, text in zip(columns[1:], texts))
         row_class = ' class="reference"' if row.reference else ""
         rows.append(f"<tr{row_class}>{label}{cells}</tr>")
-    caption = f"{table.title}. {table.legend + ' ' if table.legend else ''}Click a column to sort."
-    return (f'<div class="scroll"><table class="sortable" id="{escape(table.name)}-table"><caption>{escape(caption)}'
+    caption = f"{table.title}. {table.legend + ' ' if table.legend else ''}" + ("Click a column to sort." if sortable else "")
+    table_class = ' class="sortable"' if sortable else ""
+    return (f'<div class="scroll"><table{table_class} id="{escape(table.name)}-table"><caption>{escape(caption)}'
             f"</caption><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>{notes}")
 
 
@@ -203,7 +205,7 @@ def _robustness(table: ReportTable, figures: dict[str, Any]) -> str:
         return ('<p class="note">Robustness was not measured in this study (it ran with --no-robustness); '
                 "`peftlab robustness OUT` measures it on the saved runs.</p>")
     charts = _charts(figures, ("robustness_accuracy", "attacks"), "Error bars: 95% confidence intervals.")
-    return _report_table(table) + (charts if table.shown_rows else "")  # every record skipped: the notes say why
+    return report_table_html(table) + (charts if table.shown_rows else "")  # every record skipped: the notes say why
 
 
 def _diagnosis(inputs: ReportInputs, figures: dict[str, Any]) -> str:

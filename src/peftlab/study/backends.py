@@ -25,7 +25,8 @@ from peftlab.study.runs import RunSpec
 
 
 def execute_run(context: RunContext, spec: RunSpec) -> dict[str, Any]:
-    return run_method(context.study, spec.method, context.encoded, context.accelerator, context.out, spec)
+    return run_method(context.study, spec.method, context.encoded, context.accelerator, context.out, spec,
+                      on_step=context.progress.step if context.progress.shows_steps else None)
 
 
 def backend_runs(context: RunContext, specs: list[RunSpec], started: Callable[[RunSpec], None]) -> Iterator[tuple[RunSpec, dict]]:

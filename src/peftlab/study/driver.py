@@ -19,7 +19,8 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
 from peftlab.errors import ConfigError
-from peftlab.files import CHECKPOINTS_DIR, STORE_FILE, write_results
+from peftlab.files import CHECKPOINTS_DIR, STORE_FILE, STUDY_CONFIG_FILE, jsonable, write_results, write_text_atomic
+from peftlab.options import config_yaml
 from peftlab.study.backends import backend_runs
 from peftlab.study.inputs import RunContext, study_header, study_identity
 from peftlab.study.runs import RunSpec, plan_runs
@@ -45,6 +46,7 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
         header["started_at"] = first["started_at"] if first else header["started_at"]
         header["seeds"] = config.seeds
         store.put("header", header)
+        write_text_atomic(out / STUDY_CONFIG_FILE, config_yaml(jsonable(config.describe())))  # --config reads it
     accelerator.wait_for_everyone()
 
     tuning = tune_learning_rates(context, store) if "lr" in config.tune else None
@@ -60,10 +62,12 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
         else:
             pending.append(spec)
     pending = _broadcast(accelerator, pending)
+    context.progress.study_planned([spec.label(config.seeds) for spec in pending], len(records))
 
     def started(spec: RunSpec) -> None:
         if main:
             store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
+        context.progress.run_started(spec.label(config.seeds))
 
     for spec, record in backend_runs(context, pending, started):
         if main:
@@ -73,6 +77,7 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
         records[spec.key] = record
         if main:
             write_results(out, derive_results(header, specs, records, tuning))
+        context.progress.run_finished(record)
         if on_run_done:
             on_run_done(record)
     results = derive_results(header, specs, records, tuning)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from peftlab.errors import ConfigError, ModelError
 from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite, load_robust_set
 from peftlab.files import check_writable_folder
 from peftlab.methods import parse_methods, read_method_config
+from peftlab.progress import StudyProgress
 from peftlab.models import check_weights, load_config, load_tokenizer, max_positions, resolve_model
 from peftlab.study.config import CompareConfig
 from peftlab.study.environment import command_line, hardware, package_versions
@@ -116,6 +117,7 @@ class RunContext:
     study: Study
     encoded: Any
     accelerator: Accelerator
+    progress: StudyProgress = field(default_factory=StudyProgress)  # who watches (the CLI's display); no-op
 
     @property
     def out(self) -> Path:

@@ -14,7 +14,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -35,15 +35,16 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: Path,
-               run: RunSpec | None = None) -> dict[str, Any]:
-    """Train, evaluate, save and probe one run of a method; a failure becomes a `failed` record with its reason."""
+               run: RunSpec | None = None, on_step: Callable[[int, int, int, int], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate, save and probe one run of a method; a failure becomes a `failed` record with its reason.
+    ``on_step`` is the training loop's step callback (:func:`peftlab.train.train`)."""
     run = run or RunSpec(name, study.config.seed)
     record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
                               "metrics": {}, "cost": {}, "curve": {}}
     start, phases = time.perf_counter(), Phases()
     resumed = checkpoint_epoch(run.checkpoint(out))
     try:
-        _train_and_measure(study, name, encoded, accelerator, out, record, run, phases)
+        _train_and_measure(study, name, encoded, accelerator, out, record, run, phases, on_step)
     except MethodNotApplicable as error:  # decided before training: the method does not fit this model
         record["status"] = "refused"
         record["reason"] = str(error)
@@ -79,7 +80,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -
 
 
 def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
-                       run: RunSpec, phases: Phases) -> None:
+                       run: RunSpec, phases: Phases, on_step: Callable | None = None) -> None:
     task = study.task
     with PeakMemory(accelerator.device) as peak:
         with phases("build"):
@@ -87,7 +88,7 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
             trainable_params, total_params = parameter_counts(model)
         with phases("train"):  # includes the validation pass after every epoch
             outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels,
-                            run.checkpoint(out))
+                            run.checkpoint(out), on_step=on_step)
     model = accelerator.unwrap_model(model)
     with phases("test"):
         test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size,

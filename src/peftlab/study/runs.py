@@ -33,6 +33,10 @@ class RunSpec:
     def artifact_name(self) -> str:
         return self.method if self.primary else f"{self.method}-seed{self.seed}"
 
+    def label(self, seeds: int = 1) -> str:
+        """How tables and progress lines name the run: the method, with its seed when the study runs several."""
+        return self.method + (f" s{self.seed}" if seeds > 1 else "")
+
     def overrides(self) -> dict:
         return {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
 

@@ -59,6 +59,7 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
             else:
                 if store is not None:
                     store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
+                context.progress.run_started(f"tune {spec.method} lr={spec.learning_rate:.3g}")
                 record = run_trial(context, spec, optuna_study, distribution)
                 if store is not None:
                     store.finish(spec.key, record, record["seconds"])
@@ -113,7 +114,8 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
     start = time.perf_counter()
     try:
         model, _, train_config = build_run(study, spec.method, spec, accelerator)
-        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report)
+        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report,
+              on_step=context.progress.step if context.progress.shows_steps else None)
     except optuna.TrialPruned:
         record["status"] = "pruned"
     except MethodNotApplicable as error:  # the run itself will be refused with the same reason

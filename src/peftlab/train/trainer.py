@@ -77,11 +77,13 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
-          checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> TrainOutcome:
+          checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None,
+          on_step: Callable[[int, int, int, int], None] | None = None) -> TrainOutcome:
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
-    ``on_epoch(epoch, validation_scores)`` is called after every epoch (tuning reports and prunes through it)."""
+    ``on_epoch(epoch, validation_scores)`` is called after every epoch (tuning reports and prunes through it),
+    ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's progress display)."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
     generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
@@ -97,7 +99,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     if saved is not None and resume(saved, model, optimizer, scheduler, generator, checkpoint):
         outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
         first_epoch = saved["epoch"] + 1
-    progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process else True)
+    progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process and on_step is None else True)
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         start = time.perf_counter()
@@ -114,6 +116,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
             outcome.train_tokens += counted_tokens(batch)
             outcome.steps += 1
             progress.update(1)
+            if on_step is not None:
+                on_step(outcome.steps, total_steps, epoch, epochs)
             if outcome.steps >= total_steps:
                 break
         accelerator.wait_for_everyone()
