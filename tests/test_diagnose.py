@@ -13,7 +13,7 @@ import torch
 
 from peftlab.advise import THRESHOLDS, advisor_check, recommend
 from peftlab.diagnose.probe import linear_probe
-from peftlab.diagnose.reference import reference_texts
+from peftlab.tasks.reference import reference_texts
 from peftlab.diagnose.shift import representation_shift
 from peftlab.diagnose.spectrum import layer_type, matrix_spectrum, summarise_by_type, update_spectra
 from peftlab.diagnose.vocabulary import vocabulary_fit

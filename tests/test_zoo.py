@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 
 from peftlab import CompareConfig, compare
 from peftlab.diagnose import DiagnoseConfig, diagnose
-from peftlab.diagnose.reference import reference_texts
+from peftlab.tasks.reference import reference_texts
 from peftlab.diagnose.run import DiagnoseSettings
 from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.export import ExportConfig, export

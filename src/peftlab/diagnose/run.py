@@ -18,7 +18,7 @@ from accelerate.utils import set_seed
 
 from peftlab.diagnose.features import pooled_features
 from peftlab.diagnose.probe import linear_probe
-from peftlab.diagnose.reference import reference_texts
+from peftlab.tasks.reference import reference_texts
 from peftlab.diagnose.shift import lm_losses, representation_shift
 from peftlab.diagnose.spectrum import summarise_by_type, update_spectra
 from peftlab.diagnose.task_shape import task_shape
