@@ -26,6 +26,7 @@ from peftlab.study.runs import RunSpec, plan_runs
 from peftlab.study.store import FINISHED, StudyStore, set_aside
 from peftlab.study.summary import derive_results
 from peftlab.study.tuning import tune_learning_rates
+from peftlab.trackers import StudyInfo, log_run, make_trackers
 
 
 def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -46,6 +47,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
         header["seeds"] = config.seeds
         store.put("header", header)
     accelerator.wait_for_everyone()
+    trackers = make_trackers(config.report_to, StudyInfo(out, header["config"], {
+        key: header.get(key) for key in ("model", "data", "subset", "dataset_sha256")})) if main else []
 
     tuning = tune_learning_rates(context, store) if "lr" in config.tune else None
     chosen = {method: result["chosen_learning_rate"] for method, result in (tuning or {}).items()
@@ -68,6 +71,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     for spec, record in backend_runs(context, pending, started):
         if main:
             record["timing"]["attempts"] = store.run(spec.key)["attempts"]
+            if trackers:  # a tracker's failure is recorded in the run's `tracking`, never fails the run
+                record["tracking"] = log_run(trackers, record)
             store.finish(spec.key, record, record["timing"]["wall_seconds"])
             shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
         records[spec.key] = record
