@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from typer.testing import CliRunner
 
 from peftlab import CompareConfig, compare
 from peftlab import trackers
-from peftlab.cli import app
+from peftlab.cli import main
 from peftlab.errors import ConfigError
 from peftlab.files import RUN_FILE, STORE_FILE
 from peftlab.study.store import StudyStore
 from peftlab.trackers import MlflowTracker, TensorBoardTracker, run_folder_name, run_scalars
-
-runner = CliRunner()
-
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head", "lora"], epochs=2,
@@ -64,7 +61,7 @@ def test_a_study_is_logged_to_tensorboard_and_mlflow(tiny_bert_dir, tiny_task_cs
         assert scalar_series(events, "metrics/accuracy") == [(last, pytest.approx(run["metrics"]["accuracy"]))]
         assert scalar_series(events, "metrics/macro_f1") == [(last, pytest.approx(run["metrics"]["macro_f1"]))]
         assert scalar_series(events, "cost/trainable_params") == [(last, run["cost"]["trainable_params"])]
-        assert run["method"] in events.Tensors("config/text_summary")[0].string_val[0].decode()
+        assert run["method"] in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
 
         # MLflow: the SQLite store in OUT/mlruns/, read by MlflowClient
         mlflow_run = logged[run["run_key"]]
@@ -87,12 +84,17 @@ def test_a_study_is_logged_to_tensorboard_and_mlflow(tiny_bert_dir, tiny_task_cs
 
 
 def test_unknown_or_missing_tracker_is_one_line_before_anything_trains(tiny_bert_dir, tiny_task_csv, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, capsys):
     with pytest.raises(ConfigError, match="--report-to supports tensorboard, mlflow, wandb, got comet"):
         tiny_config(tiny_bert_dir, tiny_task_csv, tmp_path / "a", report_to=["tensorboard", "comet"]).check()
-    result = runner.invoke(app, ["compare", "--model", str(tiny_bert_dir), "--data", str(tiny_task_csv), "--out",
-                                 str(tmp_path / "b"), "--report-to", "tensorboard,comet"])
-    assert result.exit_code == 2 and "--report-to supports" in result.output
+    monkeypatch.setattr(sys, "argv", ["peftlab", "compare", "--model", str(tiny_bert_dir), "--data",
+                                      str(tiny_task_csv), "--out", str(tmp_path / "b"), "--report-to", "tensorboard,comet"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # the CLI: one `error:` line, exit 2, nothing written
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(error.splitlines()) == 1
+    assert error.startswith("error: --report-to supports tensorboard, mlflow, wandb, got comet")
     assert not (tmp_path / "b").exists()
 
     monkeypatch.setattr(trackers, "MlflowClient", None)  # as without the mlflow package
