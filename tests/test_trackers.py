@@ -18,7 +18,7 @@ from peftlab.cli import main
 from peftlab.errors import ConfigError
 from peftlab.files import RUN_FILE, STORE_FILE
 from peftlab.study.store import StudyStore
-from peftlab.trackers import MlflowTracker, TensorBoardTracker, run_folder_name, run_scalars
+from peftlab.trackers import MlflowTracker, TensorBoardTracker, WandbTracker, run_folder_name, run_scalars
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head", "lora"], epochs=2,
@@ -133,3 +133,16 @@ def test_scalars_skip_what_is_not_a_number():
               "metrics": {"accuracy": 0.75, "best_epoch": 1, "flag": True}, "cost": {"inference_ms_per_example": None}}
     assert run_scalars(record) == [("train/loss", 1, 1.0), ("train/loss", 3, 0.5), ("validation/accuracy", 1, 0.5),
                                    ("metrics/accuracy", 3, 0.75), ("metrics/best_epoch", 3, 1.0)]
+
+
+@pytest.mark.skipif(not WandbTracker.available(), reason="wandb is not installed (pip install wandb)")
+def test_wandb_offline_runs_land_in_the_study_folder(tiny_bert_dir, tiny_task_csv, tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B's own switch, honoured: nothing leaves the machine
+    out = tmp_path / "study"
+    (run,) = compare(tiny_config(tiny_bert_dir, tiny_task_csv, out, methods=["head"], report_to=["wandb"]))["runs"]
+    assert run["status"] == "ok" and run["tracking"] == {"wandb": {"status": "ok"}}
+    (folder,) = (out / "wandb").glob("offline-run-*")
+    (data,) = folder.glob("run-*.wandb")  # W&B's binary run log (read by `wandb sync`, which needs a server)
+    content = data.read_bytes()
+    assert run["run_key"].encode() in content and b"train/loss" in content and b"metrics/accuracy" in content
+    assert "wandb:" not in capfd.readouterr().out  # W&B's console output stays out of the driver's

@@ -13,8 +13,8 @@ What a run logs, the same in each tracker (:func:`run_scalars`, :func:`run_param
 
 The study is the experiment (MLflow), the group (W&B) or the log folder's parent (TensorBoard). The stores live in
 the study folder: ``OUT/tensorboard/<run key>/``, ``OUT/mlruns/`` (an SQLite store, ``mlflow.db``, with its
-artifacts beside it; MLflow 3 refuses a file store without a server-side opt-in), ``OUT/wandb/`` (W&B's own
-folder; ``WANDB_MODE=offline`` is honoured, as W&B itself reads it).
+artifacts beside it; MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE is set), ``OUT/wandb/`` (W&B's
+own folders; ``WANDB_MODE=offline`` is honoured, as W&B itself reads it; without it W&B needs its login).
 
 A tracker that fails while logging never fails the run: :func:`log_run` returns ``{name: {"status": "ok"}}`` or
 ``{"status": "failed", "reason": ...}`` per tracker (the record's ``tracking``), writes the traceback to
@@ -42,7 +42,7 @@ try:
 except ImportError:  # the tensorboard package is missing (torch imports it on demand)
     SummaryWriter = None
 try:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 except ImportError:
     MlflowClient = None
@@ -213,16 +213,22 @@ class WandbTracker(Tracker):
         return wandb is not None
 
     def log_run(self, record: dict) -> None:
-        folder = self.study.out / WANDB_DIR
+        folder = self.study.out / WANDB_DIR  # W&B writes its runs to <dir>/wandb/
         folder.mkdir(parents=True, exist_ok=True)
         artifact = self.study.artifact(record)
-        run = wandb.init(project="peftlab", group=self.study.name, name=record["run_key"], dir=str(folder),
+        run = wandb.init(project="peftlab", group=self.study.name, name=record["run_key"], dir=str(self.study.out),
                          config={"status": record.get("status"), **run_params(record, self.study.config),
                                  "artifact": str(artifact) if artifact else None},
-                         tags=[str(record.get("method"))], reinit="create_new")
+                         tags=[str(record.get("method"))], reinit="create_new",
+                         settings=wandb.Settings(console="off", silent=True))  # the driver's output stays its own
         try:
+            run.define_metric("step")
+            run.define_metric("*", step_metric="step")  # steps of train/loss, epochs of validation/*
+            by_step: dict[int, dict[str, float]] = {}
             for name, step, value in run_scalars(record):
-                run.log({name: value, "step": step})
+                by_step.setdefault(step, {})[name] = value
+            for step, values in sorted(by_step.items()):
+                run.log({**values, "step": step})
         finally:
             run.finish(exit_code=0 if record.get("status") in ("ok", "refused") else 1)
 
