@@ -4,7 +4,8 @@ The driver is the process that called `compare`. It checks the store's identity 
 folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
 (:mod:`peftlab.study.runs`), hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
-(:mod:`peftlab.study.summary`). Under a multi-process launch every process trains each run and only the main
+(:mod:`peftlab.study.summary`). Before a record is stored it is logged to the ``--report-to`` trackers
+(:mod:`peftlab.trackers`; their outcome is the record's ``tracking``, never the run's status). Under a multi-process launch every process trains each run and only the main
 process reads and writes the store. The caller holds the study folder's lock (:mod:`peftlab.lock`, taken by
 :func:`peftlab.recipe.compare`): one driver per folder. ``--restart`` sets the old store aside first
 (:func:`peftlab.study.store.set_aside`); an emptied OUT/checkpoints/ is removed at the end.
