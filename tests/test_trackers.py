@@ -18,7 +18,8 @@ from peftlab.cli import main
 from peftlab.errors import ConfigError
 from peftlab.files import RUN_FILE, STORE_FILE
 from peftlab.study.store import StudyStore
-from peftlab.trackers import MlflowTracker, TensorBoardTracker, WandbTracker, run_folder_name, run_scalars
+from peftlab.trackers import (MlflowTracker, StudyInfo, TensorBoardTracker, WandbTracker, run_folder_name,
+                              run_scalars)
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head", "lora"], epochs=2,
@@ -146,3 +147,20 @@ def test_wandb_offline_runs_land_in_the_study_folder(tiny_bert_dir, tiny_task_cs
     content = data.read_bytes()
     assert run["run_key"].encode() in content and b"train/loss" in content and b"metrics/accuracy" in content
     assert "wandb:" not in capfd.readouterr().out  # W&B's console output stays out of the driver's
+
+
+def test_a_retried_run_replaces_its_earlier_attempt(tmp_path):
+    study = StudyInfo(tmp_path, {"methods": ["lora"]})
+    failed = {"run_key": "run/lora/seed=0/lr=default", "method": "lora", "seed": 0, "status": "failed",
+              "reason": "RuntimeError: diverged", "config": {"learning_rate": 1.0}, "curve": {}, "metrics": {}, "cost": {}}
+    retried = {**failed, "status": "ok", "reason": None, "curve": {"train_loss": [0.7, 0.6], "validation": []},
+               "metrics": {"accuracy": 0.8}}
+    for record in (failed, retried):
+        MlflowTracker(study).log_run(record)
+        TensorBoardTracker(study).log_run(record)
+    client = MlflowClient(MlflowTracker.tracking_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name(study.name).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 0.6, "metrics/accuracy": 0.8}
+    events = EventAccumulator(str(tmp_path / "tensorboard" / run_folder_name(failed["run_key"])))
+    events.Reload()
+    assert scalar_series(events, "train/loss") == [(1, pytest.approx(0.7)), (2, pytest.approx(0.6))]

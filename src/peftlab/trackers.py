@@ -185,6 +185,9 @@ class MlflowTracker(Tracker):
                 "peftlab.method": str(record.get("method")), "peftlab.seed": str(record.get("seed")),
                 **({"peftlab.artifact": str(artifact)} if artifact else {}),
                 **({"peftlab.reason": record["reason"][:5000]} if record.get("reason") else {})}
+        earlier = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.runName` = '{record['run_key']}'")
+        for run in earlier:  # a retried run replaces its earlier attempt, as in TensorBoard
+            client.delete_run(run.info.run_id)
         run_id = client.create_run(experiment_id, tags=tags).info.run_id
         try:
             params = [Param(key, _text(value)[:6000]) for key, value in run_params(record, self.study.config).items()]
