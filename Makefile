@@ -16,7 +16,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev,gguf,ray]'
+	$(BIN)/pip install -q -e '.[dev,gguf,ray,trackers,wandb]'
 	$(BIN)/pip install -q --no-deps $(OFFLINE_PACKAGES)
 	$(BIN)/python -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'torch was upgraded to ' + v)"
 	touch $@

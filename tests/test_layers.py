@@ -14,7 +14,7 @@ PACKAGE = Path(peftlab.__file__).parent
 
 # Bottom to top. A module may import modules of its own layer (without a cycle) and of the layers below.
 LAYERS = {
-    1: ("errors", "files", "lock", "options", "progress", "quiet"),
+    1: ("errors", "files", "lock", "options", "progress", "quiet", "trackers"),
     2: ("tasks", "models", "methods"),
     3: ("train", "evaluate", "measure", "estimate"),
     4: ("study",),

@@ -27,9 +27,13 @@ def study_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfi
 
 def test_worker_processes_give_the_local_results(local_results, tiny_bert_dir, tiny_task_csv, tmp_path, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)  # one torch thread per worker, as the in-process tests use
-    results = compare(study_config(tiny_bert_dir, tiny_task_csv, tmp_path, workers=2))
+    results = compare(study_config(tiny_bert_dir, tiny_task_csv, tmp_path, workers=2, report_to=["tensorboard"]))
     assert [comparable(r) for r in results["runs"]] == [comparable(r) for r in local_results["runs"]]
     assert {row["status"] for row in StudyStore(tmp_path / STORE_FILE).runs()} == {"ok"}
+    # the driver logs the records the workers returned (peftlab.trackers; tests/test_trackers.py reads them back)
+    assert all(r["tracking"] == {"tensorboard": {"status": "ok"}} for r in results["runs"])
+    assert sorted(path.name for path in (tmp_path / "tensorboard").iterdir()) == [
+        "run_full_seed=0_lr=default", "run_head_seed=0_lr=default"]
 
 
 def test_a_local_two_cpu_ray_cluster_gives_the_local_results(local_results, tiny_bert_dir, tiny_task_csv, tmp_path):
@@ -38,7 +42,7 @@ def test_a_local_two_cpu_ray_cluster_gives_the_local_results(local_results, tiny
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": _worker_environment()})
     try:
-        results = compare(study_config(tiny_bert_dir, tiny_task_csv, tmp_path, backend="ray"))
+        results = compare(study_config(tiny_bert_dir, tiny_task_csv, tmp_path, backend="ray", report_to=["mlflow"]))
     finally:
         ray.shutdown()
     assert [comparable(r) for r in results["runs"]] == [comparable(r) for r in local_results["runs"]]
@@ -46,3 +50,4 @@ def test_a_local_two_cpu_ray_cluster_gives_the_local_results(local_results, tiny
     assert [(row["run_key"], row["status"], row["attempts"]) for row in rows] == [
         ("run/full/seed=0/lr=default", "ok", 1), ("run/head/seed=0/lr=default", "ok", 1)]
     assert all((tmp_path / r["artifact"] / "peftlab_run.json").is_file() for r in results["runs"])
+    assert all(r["tracking"] == {"mlflow": {"status": "ok"}} for r in results["runs"])  # logged by the driver

@@ -3,6 +3,7 @@ worker processes and Ray tasks that run a study's runs (their output would inter
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -17,3 +18,4 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # --report-to mlflow: its store's set-up lines

@@ -22,6 +22,7 @@ from peftlab.methods import DEFAULT_METHODS
 from peftlab.models.memory import MemoryOptions
 from peftlab.options import option
 from peftlab.tasks.kinds import TASK_KINDS
+from peftlab.trackers import TRACKERS, check_trackers
 
 BACKENDS = ("local", "ray")
 ONE_TIME_ACTIONS = ("restart", "wait")  # what one invocation does, not what defines the study
@@ -88,6 +89,9 @@ class ExecutionOptions:
                            "(study.sqlite.<time>.bak), run folders are kept until replaced.", flag="--restart")
     wait: bool = option(False, "When another peftlab process is writing the study in --out, wait for it to finish "
                         "instead of exiting.", flag="--wait")
+    report_to: list[str] = option(help=f"Log every run to these experiment trackers ({', '.join(TRACKERS)}; "
+                                  "stores under --out: OUT/tensorboard/, OUT/mlruns/, OUT/wandb/). Not part of the "
+                                  "study's identity.", cli="list", factory=list)
 
 
 @dataclass
@@ -151,6 +155,7 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
             raise ConfigError(f"--tune supports {', '.join(TUNABLE)} only, got {', '.join(unknown)}")
         if not 2 <= self.tune_points <= 7:
             raise ConfigError(f"--tune-points must be between 2 and 7, got {self.tune_points}")
+        check_trackers(self.report_to)
 
     def robustness_settings(self) -> RobustnessSettings | None:
         if not self.robustness:

@@ -4,7 +4,8 @@ The driver is the process that called `compare`. It checks the store's identity 
 folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
 (:mod:`peftlab.study.runs`), hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
-(:mod:`peftlab.study.summary`). Under a multi-process launch every process trains each run and only the main
+(:mod:`peftlab.study.summary`). Before a record is stored it is logged to the ``--report-to`` trackers
+(:mod:`peftlab.trackers`; their outcome is the record's ``tracking``, never the run's status). Under a multi-process launch every process trains each run and only the main
 process reads and writes the store. The caller holds the study folder's lock (:mod:`peftlab.lock`, taken by
 :func:`peftlab.recipe.compare`): one driver per folder. ``--restart`` sets the old store aside first
 (:func:`peftlab.study.store.set_aside`); an emptied OUT/checkpoints/ is removed at the end.
@@ -27,6 +28,7 @@ from peftlab.study.runs import RunSpec, plan_runs
 from peftlab.study.store import FINISHED, StudyStore, set_aside
 from peftlab.study.summary import derive_results
 from peftlab.study.tuning import tune_learning_rates
+from peftlab.trackers import StudyInfo, log_run, make_trackers
 
 
 def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = None) -> dict[str, Any]:
@@ -48,6 +50,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
         store.put("header", header)
         write_text_atomic(out / STUDY_CONFIG_FILE, config_yaml(jsonable(config.describe())))  # --config reads it
     accelerator.wait_for_everyone()
+    trackers = make_trackers(config.report_to, StudyInfo(out, header["config"], {
+        key: header.get(key) for key in ("model", "data", "subset", "dataset_sha256")})) if main else []
 
     tuning = tune_learning_rates(context, store) if "lr" in config.tune else None
     chosen = {method: result["chosen_learning_rate"] for method, result in (tuning or {}).items()
@@ -72,6 +76,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     for spec, record in backend_runs(context, pending, started):
         if main:
             record["timing"]["attempts"] = store.run(spec.key)["attempts"]
+            if trackers:  # a tracker's failure is recorded in the run's `tracking`, never fails the run
+                record["tracking"] = log_run(trackers, record)
             store.finish(spec.key, record, record["timing"]["wall_seconds"])
             shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
         records[spec.key] = record

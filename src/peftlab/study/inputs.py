@@ -166,7 +166,8 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
 
 
 def study_identity(context: RunContext) -> dict[str, Any]:
-    """What must not change for a store's finished runs to be reused (methods and seeds may be added)."""
+    """What must not change for a store's finished runs to be reused (methods and seeds may be added; output
+    choices such as --report-to are no part of it)."""
     config, study = context.config, context.study
     return {
         "model": config.model, "model_path": study.model_ref.path, "data": config.data, "subset": config.subset,
