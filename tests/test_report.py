@@ -19,7 +19,7 @@ from report_data import HOSTILE, diagnosis_json, hostile_csv, hostile_diagnosis,
 from peftlab.report.charts import pareto_frontier
 from peftlab.report.write import write_report, write_report_safely
 
-SECTIONS = ("decision", "comparison", "pareto", "curves", "robustness", "diagnosis", "environment")
+SECTIONS = ("decision", "comparison", "pareto", "curves", "overfitting", "robustness", "diagnosis", "environment")
 
 
 class Page(HTMLParser):
@@ -85,7 +85,7 @@ def test_html_report_has_every_section_table_and_chart(tmp_path):
     assert "80.0 (-2.0)" in rows[2]  # lora's accuracy and its difference to full fine-tuning in points
     charts = [a["data-chart"] for a in page.all("figure")]
     assert charts == ["pareto_params", "pareto_memory", "pareto_time", "pareto_checkpoint", "train_loss",
-                      "validation", "robustness_accuracy", "attacks"]
+                      "validation", "overfitting", "robustness_accuracy", "attacks"]
     assert text.count("<svg") == len(charts)
     # the headline sentence, with the study's own numbers
     assert "lora, reached 80.0% test accuracy against 82.0% for full fine-tuning (-2.0 points)" in text
@@ -157,7 +157,7 @@ def test_markdown_and_csv(tmp_path):
     outside = text.replace(command.group(0), "")
     assert path.name == "report.md" and "<script" not in outside and "<img" not in outside
     figures = re.findall(r"!\[[^\]]*\]\((figures/[a-z_]+\.png)\)", text)
-    assert len(figures) == 9
+    assert len(figures) == 10
     for figure in figures:
         assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| head | 65.0 (-17.0) |" in text
@@ -220,7 +220,7 @@ def test_compare_writes_the_report_of_a_hostile_dataset(tmp_path, tiny_bert_dir)
     visible = "".join(page.text)
     assert f"labels{HOSTILE[0]}, {HOSTILE[2]}" in visible.replace("\n", "")
     assert HOSTILE[1] in visible  # the label column's name
-    # compare ran the diagnosis too: its recommendation and signals are in the report, its spectrum is the 9th chart
+    # compare ran the diagnosis too: its recommendation and signals are in the report, its spectrum is the 10th chart
     assert (out / "diagnosis.json").is_file()
     assert "No diagnosis" not in visible and "No recommendation" not in visible
-    assert len(page.all("figure")) == 9
+    assert len(page.all("figure")) == 10

@@ -130,11 +130,12 @@ def test_report_renders_in_chromium_and_runs_no_script_from_the_data(browser, tm
     browser.wait_for("Page.loadEventFired")
     state = json.loads(browser.evaluate(PAGE_STATE))
 
-    assert state["sections"] == ["decision", "comparison", "pareto", "curves", "robustness", "diagnosis", "environment"]
+    assert state["sections"] == ["decision", "comparison", "pareto", "curves", "overfitting", "robustness", "diagnosis",
+                                 "environment"]
     assert state["rows"] == ["full (ref)", HOSTILE[2], "head", "ia3"]
     names = [chart["name"] for chart in state["charts"]]
     assert names == ["pareto_params", "pareto_memory", "pareto_time", "pareto_checkpoint", "train_loss",
-                     "validation", "robustness_accuracy", "attacks", "spectrum"]
+                     "validation", "overfitting", "robustness_accuracy", "attacks", "spectrum"]
     for chart in state["charts"]:  # laid out at a readable size, with drawn content
         assert chart["width"] > 300 and chart["height"] > 150 and chart["drawn"] > 20, chart
     assert state["scripts"] == 1 and state["images"] == 0 and state["iframes"] == 0

@@ -129,7 +129,7 @@ def test_each_table_is_defined_once_and_every_format_shows_its_cells(tmp_path):
                                                                "trials": [trial]}}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     tables = report_tables(results)
-    assert list(tables) == ["comparison", "tuning", "seeds", "robustness", "estimate"]
+    assert list(tables) == ["comparison", "tuning", "seeds", "overfitting", "robustness", "estimate"]
     text = terminal(results)
     html, markdown, rows = every_format(tmp_path)
     for table in tables.values():

@@ -30,6 +30,7 @@ CHART_TITLES = {  # every chart's name and title, in the HTML and Markdown repor
     "pareto_checkpoint": "Test quality vs checkpoint size",
     "train_loss": "Train loss per step",
     "validation": "Validation accuracy per epoch",
+    "overfitting": "Train vs test quality, and the representation's similarity to the base",
     "robustness_accuracy": "Clean vs perturbed accuracy",
     "attacks": "Attack success rates",
     "spectrum": "Singular-value spectra of the full update, per layer type",
@@ -250,6 +251,38 @@ def robustness_accuracy_chart(results: dict[str, Any]) -> Figure | None:
     return figure
 
 
+@_styled
+def overfitting_chart(results: dict[str, Any]) -> Figure | None:
+    """Left: the headline metric on a sample of each run's training set next to test (the gap is overfitting);
+    right: linear CKA of the representation to the base on general text (1 = nothing forgotten)."""
+    metric, words = headline_metric(results)
+    runs = [run for run in ok_runs(results) if (run.get("generalization") or {}).get("status") == "ok"
+            and _finite(run["generalization"]["train"].get(metric))]
+    forgetting = [run for run in ok_runs(results) if (run.get("forgetting") or {}).get("status") == "ok"
+                  and _finite(run["forgetting"].get("cka"))]
+    if not runs and not forgetting:
+        return None
+    figure, (left, right) = _figure(width=8.0, columns=2)
+    if runs:
+        _bar_group(left, [run["method"] for run in runs], [
+            ("train sample", PALETTE[1], [run["generalization"]["train"][metric] for run in runs], [None] * len(runs)),
+            ("test", PALETTE[3], [run["metrics"][metric] for run in runs], [None] * len(runs)),
+        ])
+        left.set_ylabel(f"{words} (%)")
+        left.set_ylim(0, 100)
+        left.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2)
+    styles = method_styles(results)
+    if forgetting:
+        values = [run["forgetting"]["cka"] for run in forgetting]
+        right.bar(range(len(forgetting)), values, color=[styles[run["method"]]["color"] for run in forgetting])
+        right.set_xticks(range(len(forgetting)), [run["method"] for run in forgetting],
+                         rotation=30 if len(forgetting) > 5 else 0, ha="right" if len(forgetting) > 5 else "center")
+        right.set_ylabel("linear CKA to the base (1 = unchanged)")
+        right.set_ylim(min(0.0, min(values)), 1.05)
+        right.grid(axis="x", visible=False)
+    return figure
+
+
 ATTACKS = {"word_substitution": "word substitution", "char_edit": "character edits"}
 
 
@@ -351,7 +384,7 @@ def _one_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | N
     if name == "spectrum":
         spectrum = (diagnosis or {}).get("spectrum")
         return spectrum_chart(spectrum) if isinstance(spectrum, dict) else None
-    return {"train_loss": train_loss_chart, "validation": validation_chart,
+    return {"train_loss": train_loss_chart, "validation": validation_chart, "overfitting": overfitting_chart,
             "robustness_accuracy": robustness_accuracy_chart, "attacks": attack_chart}[name](results)
 
 

@@ -11,12 +11,12 @@ import csv
 import io
 from typing import Any
 
-from peftlab.report.tables import comparison, estimate_check, robustness
+from peftlab.report.tables import comparison, estimate_check, overfitting, robustness
 
 
 def csv_columns_and_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     """The CSV's header (each table's column keys, first occurrence kept) and one dict of raw values per run."""
-    tables = (comparison(results), robustness(results), estimate_check(results))
+    tables = (comparison(results), robustness(results), overfitting(results), estimate_check(results))
     header = list(dict.fromkeys(column.key for table in tables for column in table.columns))
     values = [{row.key: row.values for row in table.rows} for table in tables]
     rows = []

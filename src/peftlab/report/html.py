@@ -106,6 +106,7 @@ def build_html(inputs: ReportInputs) -> str:
         ("pareto", "Quality vs cost", _charts(figures, ("pareto_params", "pareto_memory", "pareto_time",
                                                         "pareto_checkpoint"), _PARETO_NOTE)),
         ("curves", "Learning curves", _charts(figures, ("train_loss", "validation"), "")),
+        ("overfitting", "Overfitting and forgetting", _charts(figures, ("overfitting",), _OVERFITTING_NOTE)),
         ("robustness", "Robustness", _robustness(tables["robustness"], figures)),
         ("diagnosis", "Diagnosis", _diagnosis(inputs, figures)),
         ("environment", "Environment and reproduction", _environment(results)),
@@ -127,6 +128,9 @@ def build_html(inputs: ReportInputs) -> str:
     )
 
 
+_OVERFITTING_NOTE = ("Train: the metric on a sample of each run's own training set, as large as the test set; the gap "
+                     "to test is what the run overfit. Right: how much the model's representation of general English "
+                     "sentences still matches the base model's (linear CKA; lower = more changed, more forgotten).")
 _PARETO_NOTE = ("Each point is one method; the dashed line is the Pareto frontier: the methods no other method "
                 "beats on both accuracy and that cost (ringed). Higher and further left is better.")
 
@@ -150,9 +154,9 @@ def _decision(inputs: ReportInputs) -> str:
 
 
 def _comparison(tables: dict[str, ReportTable]) -> str:
-    """The comparison table, then tuning, seeds and the estimate check where the study has them."""
+    """The comparison table, then tuning, seeds, overfitting and the estimate check where the study has them."""
     return report_table_html(tables["comparison"], always=True) + "".join(
-        report_table_html(tables[name]) for name in ("tuning", "seeds", "estimate") if tables[name].shown)
+        report_table_html(tables[name]) for name in ("tuning", "seeds", "overfitting", "estimate") if tables[name].shown)
 
 
 def report_table_html(table: ReportTable, always: bool = False, sortable: bool = True) -> str:

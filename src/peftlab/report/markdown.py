@@ -62,7 +62,7 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
         out += [f"No recommendation: {md(inputs.diagnosis_note or 'the diagnosis has none')}.", ""]
     tables = report_tables(results)
     out += [md(headline(results)), "", "## Comparison", ""] + report_table(tables["comparison"], always=True)
-    for name in ("tuning", "seeds", "estimate"):
+    for name in ("tuning", "seeds", "overfitting", "estimate"):
         out += report_table(tables[name])
     if tables["robustness"].shown:
         out += ["## Robustness", ""] + report_table(tables["robustness"])

@@ -271,6 +271,49 @@ def _estimate_row(results: dict[str, Any], index: int, run: dict[str, Any]) -> R
     return row
 
 
+# --- overfitting and forgetting, per finished run ------------------------------------------------------------------
+
+def overfitting(results: dict[str, Any]) -> ReportTable:
+    """Per run with a generalization or forgetting record: the headline metric on a sample of the run's own
+    training set and on test, their gap in points (train − test), the representation's linear CKA to the base on
+    general text (1 = unchanged) and, for causal LMs, the change of the language-model loss there."""
+    (key, title), _ = quality_metrics(results)
+    words = title.replace(" (Δ pts)", "")
+    columns = [Column("method", "method", "left"), Column("fit_status"), Column("fit_reason"),
+               Column("train_metric", f"train {words}"), Column("test_metric", f"test {words}"),
+               Column("gap_points", "gap (pts)"), Column("forgetting_cka", "CKA to base"),
+               Column("lm_loss_change", "LM loss Δ")]
+    rows = [_overfitting_row(results, index, run, key) for index, run in enumerate(results["runs"])
+            if run.get("status") == "ok" and (run.get("generalization") or run.get("forgetting"))]
+    return ReportTable("overfitting", "overfitting and forgetting: the metric on a sample of each run's own training "
+                       "set (train − test = gap), and on general English sentences the representation's linear CKA "
+                       "to the base model (1 = unchanged) and the LM loss change (fine-tuned − base)", columns, rows,
+                       subject="overfitting and forgetting")
+
+
+def _overfitting_row(results: dict[str, Any], index: int, run: dict[str, Any], key: str) -> Row:
+    gap, forgetting = run.get("generalization") or {}, run.get("forgetting") or {}
+    problems = [f"{name} {record['status']}: {record.get('reason', '')}" for name, record in
+                (("generalization", gap), ("forgetting", forgetting)) if record and record.get("status") != "ok"]
+    status = "skipped" if problems and all(r.get("status") == "skipped" for r in (gap, forgetting) if r) else "ok"
+    row = Row(index, run_label(results, run), status=status, reason="; ".join(problems),
+              values={"fit_status": status, "fit_reason": "; ".join(problems)})
+    if status != "ok":
+        return row
+    train = (gap.get("train") or {}).get(key) if gap.get("status") == "ok" else None
+    points_gap = (gap.get("gap_points") or {}).get(key) if gap.get("status") == "ok" else None
+    cka = forgetting.get("cka") if forgetting.get("status") == "ok" else None
+    change = forgetting.get("lm_loss_change") if forgetting.get("status") == "ok" else None
+    row.values.update(train_metric=train, test_metric=run["metrics"].get(key), gap_points=points_gap,
+                      forgetting_cka=cka, lm_loss_change=change)
+    row.cells = {"train_metric": points(train) if train is not None else "-",
+                 "test_metric": points(run["metrics"].get(key)),
+                 "gap_points": f"{points_gap:+.1f}" if points_gap is not None else "-",
+                 "forgetting_cka": fixed(cka, 3) if cka is not None else "-",
+                 "lm_loss_change": f"{change:+.3f}" if change is not None else "-"}
+    return row
+
+
 # --- seeds: one row per method, over its seeds ----------------------------------------------------------------------
 
 def seeds(results: dict[str, Any]) -> ReportTable:
@@ -350,6 +393,8 @@ def _trial_score(trial: dict) -> str:
 # --- all of them ------------------------------------------------------------------------------------------------------
 
 def report_tables(results: dict[str, Any]) -> dict[str, ReportTable]:
-    """Every table of the study by name, in the terminal's order: comparison, tuning, seeds, robustness, estimate."""
-    tables = (comparison(results), tuning(results), seeds(results), robustness(results), estimate_check(results))
+    """Every table of the study by name, in the terminal's order: comparison, tuning, seeds, overfitting,
+    robustness, estimate."""
+    tables = (comparison(results), tuning(results), seeds(results), overfitting(results), robustness(results),
+              estimate_check(results))
     return {table.name: table for table in tables}

@@ -1,7 +1,9 @@
 """Probes: the side measurements taken on a trained run, each writing its own sub-record of the run's record.
 
 A run is built, trained, tested and saved (:mod:`peftlab.study.run`); then each probe measures the trained model:
-inference latency, the estimate check (the analytic cost model against the run), robustness. A probe's record has a
+inference latency, the estimate check (the analytic cost model against the run), the generalization gap (the
+metrics on a sample of the run's own training set), forgetting (general text, base against fine-tuned),
+robustness. A probe's record has a
 ``status``: ``ok`` (with its measurements), ``skipped`` (with the ``reason``: the probe does not apply to this task
 kind or model, e.g. a model type the estimate does not model) or ``failed`` (with the ``reason``; the traceback is in
 OUT/logs/<run>.<probe>.log). :func:`run_probes` catches every probe's errors itself: **a probe can never turn an
@@ -11,7 +13,7 @@ ok run into a failed one**. Adding a probe is adding one class to :data:`PROBES`
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -20,10 +22,14 @@ from peftlab.errors import PeftlabError
 from peftlab.estimate import estimate_run
 from peftlab.estimate.trace import count_step_flops
 from peftlab.evaluate import inference_ms_per_example
+from peftlab.evaluate.forgetting import lm_cross_entropy, linear_cka, sentence_features
+from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.evaluate.robustness import evaluate_robustness
 from peftlab.files import short_reason
 from peftlab.measure import Phases
+from peftlab.measure import release_free_memory
 from peftlab.tasks.encode import train_loader
+from peftlab.tasks.reference import reference_texts
 
 FLOP_COUNT_ROWS = 4  # rows of the first training batch the FLOP count runs on
 
@@ -39,6 +45,7 @@ class TrainedRun:
     study: Any  # peftlab.study.inputs.Study
     encoded: Any
     device: torch.device
+    metrics: dict[str, Any] = field(default_factory=dict)  # the run's test metrics (its record's "metrics")
 
 
 class ProbeSkipped(Exception):
@@ -133,7 +140,67 @@ class RobustnessProbe(Probe):
         return evaluate_robustness(run.model, run.study.tokenizer, run.study.robustness, run.device)
 
 
-PROBES: tuple[Probe, ...] = (LatencyProbe(), EstimateProbe(), RobustnessProbe())
+class GeneralizationProbe(Probe):
+    """Overfitting: the run's quality metrics on a seeded sample of its own training set, as many examples as the
+    test set, scored as the test set is; ``gap_points`` = train − test in points (positive: better on what it
+    trained on)."""
+
+    name = "generalization"
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        train, test_size = run.encoded["train"], len(run.encoded["test"])
+        sample = train.shuffle(seed=run.seed).select(range(min(test_size, len(train))))
+        config, task = run.study.config, run.study.task
+        scores = kind_evaluation(task.kind).evaluate(run.model, sample, run.study.tokenizer, 2 * config.batch_size,
+                                                     run.device, task.num_labels, "train sample")
+        keys = [metric.key for metric in task.kind.quality_metrics]
+        return {"examples": len(sample), "train": {key: scores[key] for key in [*keys, "loss"] if key in scores},
+                "gap_points": {key: 100 * (scores[key] - run.metrics[key]) for key in keys
+                               if isinstance(run.metrics.get(key), (int, float))}}
+
+
+FORGETTING_TEXTS = 128  # general sentences of the reference sample (peftlab.tasks.reference) forgetting is read on
+
+
+class ForgettingProbe(Probe):
+    """How much general ability the run lost (:mod:`peftlab.evaluate.forgetting`): on general English sentences
+    the fine-tuned model is compared with its base, loaded once per study and process — linear CKA of the
+    representations (1 = unchanged) for every model, and for causal LMs the change of the mean token
+    cross-entropy (fine-tuned − base; positive: worse at general text). An encoder's masked-LM loss is not
+    measured: the classifier peftlab trains has no MLM head."""
+
+    name = "forgetting"
+
+    def __init__(self):
+        self._base: dict[tuple, dict[str, Any]] = {}  # (model path, kind, max length, device) -> base's numbers
+
+    def measure(self, run: TrainedRun) -> dict[str, Any]:
+        study, texts = run.study, reference_texts()[:FORGETTING_TEXTS]
+        language_model = study.task.kind.estimate_task == "causal-lm"
+        base = self.base_numbers(study, texts, language_model, run.device)
+        features = sentence_features(run.model, study.tokenizer, texts, study.config.max_length, run.device)
+        record: dict[str, Any] = {"texts": len(texts), "cka": linear_cka(base["features"], features)}
+        if language_model:
+            loss = lm_cross_entropy(run.model, study.tokenizer, texts, study.config.max_length, run.device)
+            record.update({"lm_loss_base": base["lm_loss"], "lm_loss": loss, "lm_loss_change": loss - base["lm_loss"]})
+        return record
+
+    def base_numbers(self, study, texts: list[str], language_model: bool, device) -> dict[str, Any]:
+        key = (study.model_ref.path, study.task.kind.name, study.task.kind.stack, study.config.max_length, str(device))
+        if key not in self._base:
+            task = study.task
+            base = task.kind.load_model(study.model_ref, task.label_names, study.tokenizer.pad_token_id).to(device)
+            numbers = {"features": sentence_features(base, study.tokenizer, texts, study.config.max_length, device)}
+            if language_model:
+                numbers["lm_loss"] = lm_cross_entropy(base, study.tokenizer, texts, study.config.max_length, device)
+            del base
+            release_free_memory()
+            self._base = {key: numbers}  # one study's base at a time
+        return self._base[key]
+
+
+PROBES: tuple[Probe, ...] = (LatencyProbe(), EstimateProbe(), GeneralizationProbe(), ForgettingProbe(),
+                             RobustnessProbe())
 
 
 def guarded(measure: Callable[[], dict[str, Any]], write_log: Callable[[str], None]) -> dict[str, Any]:

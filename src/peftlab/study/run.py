@@ -108,7 +108,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
-    trained = TrainedRun(model, name, record["config"], run.seed, study, encoded, accelerator.device)
+    trained = TrainedRun(model, name, record["config"], run.seed, study, encoded, accelerator.device,
+                         record["metrics"])
     record.update(run_probes(trained, phases, lambda probe, text: write_log(out, f"{run.artifact_name}.{probe}", text)))
     record["cost"]["inference_ms_per_example"] = record.get("latency", {}).get("inference_ms_per_example")
 
