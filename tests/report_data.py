@@ -29,7 +29,7 @@ def _run(method: str, accuracy: float, trainable: int, total: int, peak: int, se
         "generalization": {"status": "ok", "examples": 20,
                            "train": {"accuracy": min(1.0, accuracy + 0.1), "macro_f1": accuracy, "loss": 0.3},
                            "gap_points": {"accuracy": 100 * (min(1.0, accuracy + 0.1) - accuracy), "macro_f1": 1.0}},
-        "forgetting": {"status": "ok", "texts": 128, "cka": 0.5 if method == "full" else 0.9},
+        "forgetting": {"status": "ok", "texts": 64, "cka": 0.5 if method == "full" else 0.9},
     }
     if robustness:
         run["robustness"] = {

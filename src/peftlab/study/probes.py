@@ -159,7 +159,7 @@ class GeneralizationProbe(Probe):
                                if isinstance(run.metrics.get(key), (int, float))}}
 
 
-FORGETTING_TEXTS = 128  # general sentences of the reference sample (peftlab.tasks.reference) forgetting is read on
+FORGETTING_TEXTS = 64  # general sentences of the reference sample (peftlab.tasks.reference) forgetting is read on
 
 
 class ForgettingProbe(Probe):
