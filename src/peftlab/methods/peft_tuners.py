@@ -1,0 +1,112 @@
+"""Every other tuner HF peft ships, as a peftlab method generated from peft's own registry of config classes
+(``peft.mapping.PEFT_TYPE_TO_CONFIG_MAPPING``): a tuner added to peft becomes a method here without code.
+
+peftlab's own entries (lora, ia3, prompt, prefix: methods/peft_methods.py) are skipped. Defaults: the documented
+size and learning rate for the tuners listed in ``TUNER_DEFAULTS`` (from peft's config docstrings and examples);
+every other tuner runs on peft's own config defaults, with ``target_modules="all-linear"`` where the config takes
+target modules. A tuner that cannot run in peftlab's loop (one model per run, one adapter, plain supervised
+batches) is refused with its reason in ``TUNER_REFUSALS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from peft.config import PromptLearningConfig
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+from torch import nn
+
+from peftlab.methods.base import Method
+from peftlab.methods.peft_methods import PeftLibraryMethod, PromptLearningMethod
+
+# peft types peftlab already has as its own entries
+OWN_PEFT_TYPES = frozenset({"LORA", "IA3", "PROMPT_TUNING", "PREFIX_TUNING"})
+
+# peft type -> (learning rate, settings): sizes and rates from peft's config docstrings and examples
+TUNER_DEFAULTS: dict[str, tuple[float, dict[str, Any]]] = {
+    "LOHA": (5e-4, {"r": 8, "alpha": 8}),
+    "LOKR": (5e-4, {"r": 8, "alpha": 8}),
+    "OFT": (5e-4, {"r": 0, "oft_block_size": 32}),
+    "BOFT": (5e-4, {"boft_block_size": 4, "boft_n_butterfly_factor": 1}),
+    "VERA": (5e-3, {"r": 256}),
+    "FOURIERFT": (5e-2, {"n_frequency": 1000, "scaling": 150.0}),
+    "ADALORA": (5e-4, {"init_r": 12, "target_r": 8, "total_step": 1000}),
+    "LN_TUNING": (5e-3, {}),
+    "HRA": (5e-4, {"r": 8}),
+    "VBLORA": (5e-3, {"r": 4, "num_vectors": 256, "vector_length": 64}),
+    "RANDLORA": (5e-4, {"r": 32}),
+    "MISS": (5e-4, {"r": 64}),
+    "C3A": (5e-2, {"block_size": 64}),
+    "ROAD": (5e-4, {}),
+    "P_TUNING": (1e-2, {"num_virtual_tokens": 20, "encoder_hidden_size": 128}),
+    "SHIRA": (5e-4, {"r": 32}),
+}
+
+# peft types peftlab's loop cannot run, and why (one line each)
+TUNER_REFUSALS: dict[str, str] = {
+    "ADAPTION_PROMPT": "peft's adaption prompt patches Llama-style attention of a causal LM only, and needs "
+    "adapter_layers and adapter_len for it",
+    "XLORA": "X-LoRA mixes several already-trained LoRA adapters (adapters=...); peftlab trains one method per run",
+    "POLY": "Poly routes between several LoRA skills by a task id in every batch; peftlab's batches carry none",
+    "MULTITASK_PROMPT_TUNING": "multitask prompt tuning needs a task id in every batch; peftlab's batches carry none",
+    "CPT": "CPT trains on context-formatted few-shot prompts (cpt_token_ids and masks) that peftlab's encoders "
+    "do not build",
+    "TRAINABLE_TOKENS": "trainable tokens needs the token ids to train (token_indices); set them in --method-config",
+    "CARTRIDGE": "cartridges are a KV-cache prefix distilled from a corpus, not a supervised fine-tuning method",
+}
+
+
+def _takes_targets(config_class: type) -> bool:
+    return "target_modules" in {f.name for f in dataclasses.fields(config_class)}
+
+
+@dataclass
+class PeftTunerMethod(PeftLibraryMethod):
+    """A peft tuner generated from its config class; ``refused`` non-empty: it cannot run in peftlab's loop."""
+
+    refused: str = ""
+    source: str = "peft"
+
+    def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
+        return self.refused or super().refusal(model, settings)
+
+
+@dataclass
+class PeftPromptTunerMethod(PromptLearningMethod):
+    """A prompt-learning tuner of peft (p-tuning...) generated from its config class."""
+
+    refused: str = ""
+    source: str = "peft"
+
+    def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
+        return self.refused or super().refusal(model, settings)
+
+
+def tuner_method(peft_type: str, config_class: type) -> Method:
+    """The method for one peft tuner type."""
+    rate, settings = TUNER_DEFAULTS.get(peft_type, (5e-4, {}))
+    settings = dict(settings)
+    name = peft_type.lower()
+    refused = TUNER_REFUSALS.get(peft_type, "")
+    if issubclass(config_class, PromptLearningConfig):
+        return PeftPromptTunerMethod(
+            name=name, summary=f"{config_class.__name__}: peft's {name} prompt learning (peft)",
+            learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
+            merge_blocker=f"{name} adds learned virtual tokens, not a change of any weight",
+        )
+    if _takes_targets(config_class):
+        settings.setdefault("target_modules", "all-linear")
+    return PeftTunerMethod(
+        name=name, summary=f"{config_class.__name__}: peft's {name} tuner (peft)",
+        learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
+        mergeable=False, merge_blocker=f"peftlab does not merge peft's {name} tuner yet",
+    )
+
+
+PEFT_TUNER_METHODS: tuple[Method, ...] = tuple(
+    tuner_method(str(peft_type.value if hasattr(peft_type, "value") else peft_type), config_class)
+    for peft_type, config_class in PEFT_TYPE_TO_CONFIG_MAPPING.items()
+    if str(peft_type.value if hasattr(peft_type, "value") else peft_type) not in OWN_PEFT_TYPES
+)
