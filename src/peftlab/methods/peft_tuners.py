@@ -15,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from peft.config import PromptLearningConfig
+from peft import TaskType, get_peft_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LNTUNING_TARGET_MODULES_MAPPING as PEFT_LN_TARGETS
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 from torch import nn
 
-from peftlab.methods.base import Method
-from peftlab.methods.peft_methods import PeftLibraryMethod, PromptLearningMethod
+from peftlab.errors import MethodNotApplicable
+from peftlab.methods.base import Method, settings_object
+from peftlab.methods.peft_methods import PeftLibraryMethod, PromptLearningMethod, peft_task_type
+from peftlab.methods.targets import attach_points, suffixes
+from peftlab.models import head_module_names
 
 # peft types peftlab already has as its own entries
 OWN_PEFT_TYPES = frozenset({"LORA", "IA3", "PROMPT_TUNING", "PREFIX_TUNING"})
@@ -58,8 +63,33 @@ TUNER_REFUSALS: dict[str, str] = {
 }
 
 
-def _takes_targets(config_class: type) -> bool:
-    return "target_modules" in {f.name for f in dataclasses.fields(config_class)}
+# tuners whose target_modules are not linear layers (whole blocks, layer norms): peft's own default stays
+KEEPS_PEFT_TARGETS = frozenset({"SHADOW", "LN_TUNING"})
+
+
+def _takes_linear_targets(peft_type: str, config_class: type) -> bool:
+    return peft_type not in KEEPS_PEFT_TARGETS and "target_modules" in {f.name for f in dataclasses.fields(config_class)}
+
+
+# tuners that only run on a decoder-only causal LM (peft's docs), and why
+DECODER_ONLY = {"SHADOW": "ShadowPEFT rides a decoder-only model's block loop with a shadow network; this model's "
+                "task is not causal LM"}
+
+
+def block_norms(model: nn.Module) -> list[str] | str | None:
+    """LN tuning's targets where peft has none for the model type: the normalisation layers (LayerNorm, RMSNorm)
+    inside the blocks found from the module structure."""
+    blocks = [b.path for b in attach_points(model, head_module_names(model)).blocks]
+    norms = [name for name, module in model.named_modules()
+             if "norm" in type(module).__name__.lower() and any(name.startswith(b + ".") for b in blocks)]
+    if not norms:
+        return None
+    every = [name for name, module in model.named_modules() if "norm" in type(module).__name__.lower()]
+    return suffixes(norms, every)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 @dataclass
@@ -68,9 +98,33 @@ class PeftTunerMethod(PeftLibraryMethod):
 
     refused: str = ""
     source: str = "peft"
+    peft_type: str = ""
+
+    def default_settings(self, model: nn.Module) -> dict[str, Any]:
+        settings = super().default_settings(model)
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        if self.peft_type == "LN_TUNING" and model_type not in PEFT_LN_TARGETS and "target_modules" not in settings:
+            norms = block_norms(model)
+            if norms:
+                settings["target_modules"] = norms
+        return settings
 
     def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
-        return self.refused or super().refusal(model, settings)
+        if self.refused:
+            return self.refused
+        if self.peft_type in DECODER_ONLY and settings.get("task_type", peft_task_type(model)) != TaskType.CAUSAL_LM:
+            return DECODER_ONLY[self.peft_type]
+        return super().refusal(model, settings)
+
+    def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
+        """peft checks a tuner's sizes against each layer it wraps (a block size that does not divide the width,
+        a rank above it): such a ValueError is the tuner not fitting this model, and the run is refused with it."""
+        self.check_applies(model, settings)
+        try:
+            return get_peft_model(model, settings_object(self, settings))
+        except ValueError as error:
+            raise MethodNotApplicable(f"method '{self.name}' does not apply to this model: peft says "
+                                      f"{_first_line(error)}") from None
 
 
 @dataclass
@@ -96,12 +150,12 @@ def tuner_method(peft_type: str, config_class: type) -> Method:
             learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
             merge_blocker=f"{name} adds learned virtual tokens, not a change of any weight",
         )
-    if _takes_targets(config_class):
+    if _takes_linear_targets(peft_type, config_class):
         settings.setdefault("target_modules", "all-linear")
     return PeftTunerMethod(
         name=name, summary=f"{config_class.__name__}: peft's {name} tuner (peft)",
         learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
-        mergeable=False, merge_blocker=f"peftlab does not merge peft's {name} tuner yet",
+        peft_type=peft_type, mergeable=False, merge_blocker=f"peftlab does not merge peft's {name} tuner yet",
     )
 
 
