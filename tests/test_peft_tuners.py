@@ -11,6 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
+from peftlab import CompareConfig, compare
 from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS, TUNER_REFUSALS
 
 TUNERS = [m for m in PEFT_TUNER_METHODS if not m.refused]
@@ -79,3 +80,14 @@ def test_refused_tuner_says_why_in_one_line(method):
     reason = method.refusal(model, {})
     assert reason == TUNER_REFUSALS[method.name.upper()]
     assert "\n" not in reason and len(reason) > 20
+
+
+def test_a_study_gives_adalora_its_total_steps_and_refuses_what_cannot_run(tiny_bert_dir, tiny_task_csv, tmp_path):
+    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["adalora", "xlora",
+                                    "loha"], max_steps=3, batch_size=16, seed=0, out=str(tmp_path),
+                                    robustness=False, diagnose=False))
+    runs = {r["method"]: r for r in results["runs"]}
+    assert runs["adalora"]["status"] == "ok", runs["adalora"].get("reason")
+    assert runs["adalora"]["config"]["total_step"] == 3  # the run's length, not the placeholder default
+    assert runs["loha"]["status"] == "ok", runs["loha"].get("reason")
+    assert runs["xlora"]["status"] == "refused" and TUNER_REFUSALS["XLORA"] in runs["xlora"]["reason"]

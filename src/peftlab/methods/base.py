@@ -162,6 +162,11 @@ class Method:
         if reason:
             raise MethodNotApplicable(f"method '{self.name}' does not apply to this model: {reason}")
 
+    def run_settings(self, settings: dict[str, Any], total_steps: int, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The settings of one run whose length is ``total_steps`` optimizer steps (AdaLoRA's ``total_step``); the
+        keys in ``overrides`` were set by the user and stay. Most methods do not depend on the run's length."""
+        return settings
+
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
         """Return the trainable model: parameters to train have requires_grad=True, all others False."""
         raise NotImplementedError

@@ -63,6 +63,9 @@ TUNER_REFUSALS: dict[str, str] = {
 }
 
 
+# tuners with a setting that is the run's length in optimizer steps, given from the run (study/run.py build_run)
+RUN_LENGTH_SETTINGS = {"ADALORA": "total_step"}
+
 # tuners whose target_modules are not linear layers (whole blocks, layer norms): peft's own default stays
 KEEPS_PEFT_TARGETS = frozenset({"SHADOW", "LN_TUNING"})
 
@@ -108,6 +111,12 @@ class PeftTunerMethod(PeftLibraryMethod):
             if norms:
                 settings["target_modules"] = norms
         return settings
+
+    def run_settings(self, settings: dict[str, Any], total_steps: int, overrides: dict[str, Any]) -> dict[str, Any]:
+        key = RUN_LENGTH_SETTINGS.get(self.peft_type)
+        if key is None or key in overrides:
+            return settings
+        return {**settings, key: total_steps}
 
     def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
         if self.refused:
