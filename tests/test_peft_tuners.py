@@ -72,6 +72,11 @@ def test_tuner_trains_saves_and_loads_back(method, kind, tmp_path):
     with torch.no_grad():
         got = loaded(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
     torch.testing.assert_close(got, expected)
+    if method.mergeable:
+        merged = method.merge(loaded)
+        with torch.no_grad():
+            folded = merged(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        torch.testing.assert_close(folded, expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("method", REFUSED, ids=lambda m: m.name)
