@@ -100,6 +100,9 @@ class Method:
     # the ranges of the settings whose type alone does not say what works (r >= 1, a dropout in [0, 1]); the type
     # of every setting is checked against the settings class's annotations (check_settings)
     setting_ranges: dict[str, SettingRange] = field(default_factory=dict)
+    source: str = "peftlab"  # whose implementation trains: "peft" (HF peft's) or "peftlab" (its own)
+    # the task kinds (tasks/kinds.py names) it runs on; empty: none (it is refused everywhere)
+    task_kinds: tuple[str, ...] = ("classification", "multiple-choice", "generation")
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]

@@ -108,7 +108,6 @@ class PeftTunerMethod(PeftLibraryMethod):
     """A peft tuner generated from its config class; ``refused`` non-empty: it cannot run in peftlab's loop."""
 
     refused: str = ""
-    source: str = "peft"
     peft_type: str = ""
 
     def default_settings(self, model: nn.Module) -> dict[str, Any]:
@@ -149,7 +148,6 @@ class PeftPromptTunerMethod(PromptLearningMethod):
     """A prompt-learning tuner of peft (p-tuning...) generated from its config class."""
 
     refused: str = ""
-    source: str = "peft"
 
     def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
         return self.refused or super().refusal(model, settings)
@@ -158,22 +156,24 @@ class PeftPromptTunerMethod(PromptLearningMethod):
 def tuner_method(peft_type: str, config_class: type) -> Method:
     """The method for one peft tuner type."""
     rate, settings = TUNER_DEFAULTS.get(peft_type, (5e-4, {}))
+    kinds = () if peft_type in TUNER_REFUSALS else ("generation",) if peft_type in DECODER_ONLY else \
+        ("classification", "multiple-choice", "generation")
     settings = dict(settings)
     name = peft_type.lower()
     refused = TUNER_REFUSALS.get(peft_type, "")
     if issubclass(config_class, PromptLearningConfig):
         return PeftPromptTunerMethod(
             name=name, summary=f"{config_class.__name__}: peft's {name} prompt learning (peft)",
-            learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
+            learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused, task_kinds=kinds,
             merge_blocker=f"{name} adds learned virtual tokens, not a change of any weight",
         )
-    if _takes_linear_targets(peft_type, config_class):
+    if _takes_linear_targets(peft_type, config_class) and not refused:
         settings.setdefault("target_modules", "all-linear")
     return PeftTunerMethod(
         name=name, summary=f"{config_class.__name__}: peft's {name} tuner (peft)",
         learning_rate=rate, settings_class=config_class, defaults=settings, refused=refused,
-        peft_type=peft_type, mergeable=peft_type not in MERGE_BLOCKERS,
-        merge_blocker=MERGE_BLOCKERS.get(peft_type, "it has no merge operation"),
+        task_kinds=kinds, peft_type=peft_type, mergeable=not refused and peft_type not in MERGE_BLOCKERS,
+        merge_blocker=refused or MERGE_BLOCKERS.get(peft_type, "it has no merge operation"),
     )
 
 
