@@ -26,12 +26,12 @@ from peftlab.errors import PeftlabError
 from peftlab.export import ExportConfig, export, load_adapter, mixed_batch_check
 from peftlab.export.compress import COMPACT_FILE, compress, decompress, load_compact
 from peftlab.export.staging import EXPORT_FILE
-from peftlab.methods import METHODS
+from peftlab.methods import PEFTLAB_METHODS
 from peftlab.files import RUN_FILE
 from peftlab.study.artifacts import load_run
 from peftlab import CompareConfig, compare
 
-ALL_METHODS = list(METHODS)  # full, head, bitfit, lora, dora, ia3, prompt, prefix, adapter
+ALL_METHODS = list(PEFTLAB_METHODS)  # peftlab's nine; the generated peft tuners: tests/test_peft_tuners.py
 PEFT_FORMAT = ["lora", "dora", "ia3", "prompt", "prefix"]
 OWN_FORMAT = ["adapter", "head", "bitfit"]
 MERGEABLE = ["lora", "dora", "ia3", "bitfit", "full", "head"]

@@ -13,7 +13,7 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 from conftest import TINY_LABELS
 from peftlab.errors import ConfigError, MethodError
 from peftlab.measure import parameter_counts
-from peftlab.methods import DEFAULT_METHODS, METHODS, get_method, parse_methods, read_method_config
+from peftlab.methods import DEFAULT_METHODS, METHODS, PEFTLAB_METHODS, get_method, parse_methods, read_method_config
 
 CLASSIFIER = {"classifier.weight", "classifier.bias"}
 PEFT_LIKE = ["lora", "dora", "ia3", "prompt", "prefix", "adapter"]
@@ -61,7 +61,8 @@ def expected_lora_parameters(base: nn.Module, r: int) -> int:
 
 
 def test_registry_has_every_documented_method():
-    assert set(METHODS) == {"full", "head", "bitfit", "lora", "dora", "ia3", "prompt", "prefix", "adapter"}
+    assert set(PEFTLAB_METHODS) == {"full", "head", "bitfit", "lora", "dora", "ia3", "prompt", "prefix", "adapter"}
+    assert set(PEFTLAB_METHODS) < set(METHODS)  # and the tuners generated from peft (tests/test_peft_tuners.py)
     assert set(DEFAULT_METHODS) <= set(METHODS)
     for name, method in METHODS.items():
         assert method.name == name
@@ -112,7 +113,7 @@ def test_parameter_efficient_methods_train_a_small_share_including_the_head(meth
     assert sum(p.numel() for n, p in model.named_parameters() if n in head_names) == 32 * 2 + 2
 
 
-@pytest.mark.parametrize("method_name", list(METHODS))
+@pytest.mark.parametrize("method_name", list(PEFTLAB_METHODS))
 def test_gradients_reach_exactly_the_trainable_parameters(method_name, load_tiny_bert):
     torch.manual_seed(0)
     model = applied(method_name, load_tiny_bert())

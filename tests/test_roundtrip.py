@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import TINY_LABELS
 from peftlab.evaluate import evaluate_split, predict_logits
-from peftlab.methods import METHODS, get_method
+from peftlab.methods import PEFTLAB_METHODS, get_method
 from peftlab.methods.partial_state import STATE_FILE
 from peftlab.files import RUN_FILE
 from peftlab.study.artifacts import load_run
@@ -60,7 +60,7 @@ def trained(method_name, load_tiny_bert):
     return method, model
 
 
-@pytest.mark.parametrize("method_name", list(METHODS))
+@pytest.mark.parametrize("method_name", list(PEFTLAB_METHODS))
 def test_save_then_load_on_a_fresh_base_gives_the_same_logits(method_name, load_tiny_bert, tmp_path):
     batch = token_batch()
     base_logits = logits_of(load_tiny_bert(), batch)

@@ -242,10 +242,12 @@ def list_methods() -> None:
     """List the registered methods with their default learning rate and settings."""
 
 
-    table = Table("method", "default lr", "defaults", "what it trains")
+    table = Table("method", "source", "default lr", "key settings", "task kinds", "mergeable", "what it trains")
     for method in METHODS.values():
         defaults = ", ".join(f"{k}={v}" for k, v in method.defaults.items()) or "-"
-        table.add_row(method.name, f"{method.learning_rate:g}", defaults, method.summary)
+        kinds = ", ".join(method.task_kinds) or "refused: " + getattr(method, "refused", "")
+        table.add_row(method.name, method.source, f"{method.learning_rate:g}", defaults, kinds,
+                      "yes" if method.mergeable else "no", method.summary)
     console.print(table)
 
 

@@ -4,6 +4,7 @@ from peftlab.methods.base import ESTIMATE_PLANS, Method
 from peftlab.methods.registry import (
     DEFAULT_METHODS,
     METHODS,
+    PEFTLAB_METHODS,
     get_method,
     parse_methods,
     read_method_config,
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "ESTIMATE_PLANS",
     "METHODS",
+    "PEFTLAB_METHODS",
     "Method",
     "get_method",
     "parse_methods",

@@ -100,6 +100,9 @@ class Method:
     # the ranges of the settings whose type alone does not say what works (r >= 1, a dropout in [0, 1]); the type
     # of every setting is checked against the settings class's annotations (check_settings)
     setting_ranges: dict[str, SettingRange] = field(default_factory=dict)
+    source: str = "peftlab"  # whose implementation trains: "peft" (HF peft's) or "peftlab" (its own)
+    # the task kinds (tasks/kinds.py names) it runs on; empty: none (it is refused everywhere)
+    task_kinds: tuple[str, ...] = ("classification", "multiple-choice", "generation")
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
@@ -161,6 +164,11 @@ class Method:
         reason = self.refusal(model, settings)
         if reason:
             raise MethodNotApplicable(f"method '{self.name}' does not apply to this model: {reason}")
+
+    def run_settings(self, settings: dict[str, Any], total_steps: int, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The settings of one run whose length is ``total_steps`` optimizer steps (AdaLoRA's ``total_step``); the
+        keys in ``overrides`` were set by the user and stay. Most methods do not depend on the run's length."""
+        return settings
 
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
         """Return the trainable model: parameters to train have requires_grad=True, all others False."""

@@ -76,6 +76,7 @@ class PeftLibraryMethod(Method):
 
     head_copy: bool = True
     added_parameters_fp32: bool = True
+    source: str = "peft"
 
     def default_settings(self, model: nn.Module) -> dict[str, Any]:
         settings = dict(self.defaults)

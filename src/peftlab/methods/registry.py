@@ -21,11 +21,15 @@ from peftlab.methods.bitfit import BITFIT
 from peftlab.methods.full import FULL
 from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import DORA, IA3, LORA, PREFIX, PROMPT
+from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS
 
 BUILTIN_METHODS: tuple[Method, ...] = (FULL, HEAD, BITFIT, LORA, DORA, IA3, PROMPT, PREFIX, ADAPTER)
 
 # Changed only by register_method / unregister_method, in place: modules that imported it see every change.
-METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS}
+METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS + PEFT_TUNER_METHODS}
+
+# peftlab's own nine methods (the others are generated from peft's registry, methods/peft_tuners.py)
+PEFTLAB_METHODS: tuple[str, ...] = tuple(m.name for m in BUILTIN_METHODS)
 
 DEFAULT_METHODS = ("full", "head", "bitfit", "lora", "adapter", "prompt", "ia3")
 
@@ -52,7 +56,7 @@ def register_method(method: Method) -> Method:
 
 def unregister_method(name: str) -> Method:
     """Remove a method added with register_method and return it; the built-in methods cannot be removed."""
-    if name in {m.name for m in BUILTIN_METHODS}:
+    if name in {m.name for m in BUILTIN_METHODS + PEFT_TUNER_METHODS}:
         raise MethodError(f"method '{name}' is built in and cannot be unregistered")
     if name not in METHODS:
         raise MethodError(f"method '{name}' is not registered")

@@ -10,6 +10,7 @@ Only building, training, testing and saving can fail a run; a probe's failure st
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 import traceback
@@ -60,15 +61,26 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     return record
 
 
-def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator) -> tuple[Any, dict, TrainConfig]:
+def total_steps(config, train_size: int, processes: int = 1) -> int:
+    """The optimizer steps of a run, as the training loop counts them: --max-steps, or epochs x batches per
+    process."""
+    return config.max_steps or config.epochs * max(1, math.ceil(train_size / (config.batch_size * processes)))
+
+
+def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
+              train_size: int | None = None) -> tuple[Any, dict, TrainConfig]:
     """The model (method applied, on the device), its settings and the training config of one run or tuning
-    trial: the study's base model, memory options, method overrides and budget, with the run's seed and rate."""
+    trial: the study's base model, memory options, method overrides and budget, with the run's seed and rate.
+    ``train_size`` (training examples) gives the run's length in steps to a method that needs it (AdaLoRA)."""
     config, task, method = study.config, study.task, get_method(name)
     set_seed(run.seed)
     memory = config.memory_options()
     base = task.kind.load_model(study.model_ref, task.label_names, study.tokenizer.pad_token_id, **memory.load_kwargs())
     base = memory.prepare(base, method)
-    settings, learning_rate = method.resolve(base, {**study.overrides.get(name, {}), **run.overrides()})
+    overrides = {**study.overrides.get(name, {}), **run.overrides()}
+    settings, learning_rate = method.resolve(base, overrides)
+    if train_size is not None:
+        settings = method.run_settings(settings, total_steps(config, train_size, accelerator.num_processes), overrides)
     method.check_applies(base, settings)  # MethodNotApplicable: the run is refused, nothing trains
     model = method.apply(base, settings).to(accelerator.device)
     train_config = TrainConfig(
@@ -84,7 +96,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     task = study.task
     with PeakMemory(accelerator.device) as peak:
         with phases("build"):
-            model, record["config"], train_config = build_run(study, name, run, accelerator)
+            model, record["config"], train_config = build_run(study, name, run, accelerator,
+                                                              len(encoded["train"]))
             trainable_params, total_params = parameter_counts(model)
         with phases("train"):  # includes the validation pass after every epoch
             outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels,

@@ -113,7 +113,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
 
     start = time.perf_counter()
     try:
-        model, _, train_config = build_run(study, spec.method, spec, accelerator)
+        model, _, train_config = build_run(study, spec.method, spec, accelerator, len(context.encoded["train"]))
         train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report,
               on_step=context.progress.step if context.progress.shows_steps else None)
     except optuna.TrialPruned:

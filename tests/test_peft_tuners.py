@@ -1,0 +1,98 @@
+"""Every peft tuner peftlab generates from peft's registry (methods/peft_tuners.py), on a tiny random BERT
+classifier and a tiny random Llama causal LM: it applies, trains a few steps with a finite loss, saves, and loads
+back through ``PeftModel.from_pretrained`` with identical logits; a refused tuner says why in one line."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+from peftlab import CompareConfig, compare
+from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS, TUNER_REFUSALS
+
+TUNERS = [m for m in PEFT_TUNER_METHODS if not m.refused]
+REFUSED = [m for m in PEFT_TUNER_METHODS if m.refused]
+
+
+def tiny_bert() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=128,
+                                                    max_position_embeddings=64, num_labels=2))
+
+
+def tiny_llama() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                        num_key_value_heads=2, intermediate_size=128, max_position_embeddings=64))
+
+
+MODELS = {"seq-cls-bert": tiny_bert, "causal-llama": tiny_llama}
+
+
+def batch(kind: str) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 100, (4, 12), generator=generator)
+    labels = torch.tensor([0, 1, 0, 1]) if kind == "seq-cls-bert" else ids.clone()
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+@pytest.mark.parametrize("method", TUNERS, ids=lambda m: m.name)
+def test_tuner_trains_saves_and_loads_back(method, kind, tmp_path):
+    model = MODELS[kind]()
+    settings = method.default_settings(model)
+    reason = method.refusal(model, settings)
+    if reason is not None:
+        assert reason.strip() and "\n" not in reason
+        pytest.skip(f"{method.name} refused on {kind}: {reason}")
+    peft_model = method.apply(model, settings)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    assert trainable, f"{method.name} trains no parameter"
+    optimizer = torch.optim.AdamW(trainable, lr=method.learning_rate)
+    inputs = batch(kind)
+    peft_model.train()
+    for _ in range(3):
+        loss = peft_model(**inputs).loss
+        assert torch.isfinite(loss), f"{method.name}: loss {loss}"
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    peft_model.eval()
+    with torch.no_grad():
+        expected = peft_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    method.save(peft_model, tmp_path)
+    assert (tmp_path / "adapter_model.safetensors").is_file()
+    loaded = PeftModel.from_pretrained(MODELS[kind](), str(tmp_path))
+    loaded.eval()
+    with torch.no_grad():
+        got = loaded(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    torch.testing.assert_close(got, expected)
+    if method.mergeable:
+        merged = method.merge(loaded)
+        with torch.no_grad():
+            folded = merged(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        torch.testing.assert_close(folded, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", REFUSED, ids=lambda m: m.name)
+def test_refused_tuner_says_why_in_one_line(method):
+    model = tiny_bert()
+    reason = method.refusal(model, {})
+    assert reason == TUNER_REFUSALS[method.name.upper()]
+    assert "\n" not in reason and len(reason) > 20
+
+
+def test_a_study_gives_adalora_its_total_steps_and_refuses_what_cannot_run(tiny_bert_dir, tiny_task_csv, tmp_path):
+    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["adalora", "xlora",
+                                    "loha"], max_steps=3, batch_size=16, seed=0, out=str(tmp_path),
+                                    robustness=False, diagnose=False))
+    runs = {r["method"]: r for r in results["runs"]}
+    assert runs["adalora"]["status"] == "ok", runs["adalora"].get("reason")
+    assert runs["adalora"]["config"]["total_step"] == 3  # the run's length, not the placeholder default
+    assert runs["loha"]["status"] == "ok", runs["loha"].get("reason")
+    assert runs["xlora"]["status"] == "refused" and TUNER_REFUSALS["XLORA"] in runs["xlora"]["reason"]
