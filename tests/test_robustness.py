@@ -368,8 +368,9 @@ def test_compare_records_robustness_for_every_method_and_rerun_rewrites_it(tmp_p
         assert robustness["robust_set"]["skipped"]["unknown_label"] == 1
         assert robustness["robust_set"]["skipped"]["fewer_than_2_words"] == 1
         phases = run["timing"]["phases"]  # where the run's time went, each phase timed once
-        # the run (build, train, test, save), then its probes (latency, estimate check, robustness)
-        assert list(phases) == ["build", "train", "test", "save", "latency", "estimate", "robustness"]
+        # the run (build, train, test, save), then its probes (latency, estimate check, overfitting, forgetting, robustness)
+        assert list(phases) == ["build", "train", "test", "save", "latency", "estimate", "generalization", "forgetting",
+                                "robustness"]
         assert all(seconds > 0 for seconds in phases.values())
         assert sum(phases.values()) <= run["timing"]["wall_seconds"]
     assert json.loads((out / "results.json").read_text())["runs"][0]["robustness"] == results["runs"][0]["robustness"]
