@@ -43,6 +43,12 @@ def cli_args(tiny_bert_dir, tiny_task_csv, out, *extra: str) -> list[str]:
             "--no-diagnose", "--out", str(out), *extra]
 
 
+def _default_sigint() -> None:
+    """Ctrl-C reaches the child even when the tests run in the background of a non-interactive shell (which starts
+    them with SIGINT ignored, a disposition children inherit and Python then keeps)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     """A `peftlab compare` subprocess whose output goes to files, so that it can be read while it runs."""
 
@@ -51,7 +57,8 @@ class Cli:
         with open(self.stdout_path, "w") as stdout, open(self.stderr_path, "w") as stderr:
             self.process = subprocess.Popen(args, stdout=stdout, stderr=stderr,
                                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
-                                                 "OMP_NUM_THREADS": "1"})
+                                                 "OMP_NUM_THREADS": "1"},
+                                            preexec_fn=_default_sigint)
         self.pid = self.process.pid
 
     @property
