@@ -13,33 +13,23 @@ Layers, bottom to top (a module imports only from layers below its own; ``tests/
 ``study`` → ``diagnose``, ``advise``, ``report``, ``export`` → ``recipe``, ``bench`` → ``cli``.
 """
 
+import importlib
+
 from peftlab.errors import PeftlabError
 
 __version__ = "0.1.0"
 
 
+# The API's names and the module each lives in: loaded on first use, so that `import peftlab` (and peftlab.errors)
+# stays light while the API's modules load torch and the libraries.
+_LAZY = {"compare": "peftlab.recipe", "CompareConfig": "peftlab.study.config", "load_run": "peftlab.study.artifacts",
+         "Results": "peftlab.report.results", "load_study": "peftlab.report.results",
+         "load_adapter": "peftlab.export.loading"}
+
+
 def __getattr__(name):
-    # Lazy: `import peftlab` (and `peftlab.errors`) stays light; the API's names load torch and the libraries.
-    if name == "compare":
-        from peftlab.recipe import compare
-
-        return compare
-    if name == "CompareConfig":
-        from peftlab.study.config import CompareConfig
-
-        return CompareConfig
-    if name == "load_run":
-        from peftlab.study.artifacts import load_run
-
-        return load_run
-    if name in ("Results", "load_study"):
-        from peftlab.report import results
-
-        return getattr(results, name)
-    if name == "load_adapter":
-        from peftlab.export.loading import load_adapter
-
-        return load_adapter
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'peftlab' has no attribute {name!r}")
 
 
