@@ -59,5 +59,5 @@ def test_classification_metrics_from_logits():
     logits = np.array([[2.0, -1.0], [0.5, 0.1], [-3.0, 3.0], [0.0, 1.0]])  # argmax: 0, 0, 1, 1
     true = np.array([0, 1, 1, 1])
     metrics = classification_metrics(logits, true, num_labels=2)
-    assert metrics == {"accuracy": 0.75, "macro_f1": pytest.approx((2 / 3 + 0.8) / 2)}
-    assert all(isinstance(v, float) for v in metrics.values())
+    assert metrics == {"accuracy": 0.75, "macro_f1": pytest.approx((2 / 3 + 0.8) / 2), "correct": "1011"}
+    assert all(isinstance(v, float) for key, v in metrics.items() if key != "correct")

@@ -123,7 +123,7 @@ def test_each_table_is_defined_once_and_every_format_shows_its_cells(tmp_path):
     results["study"]["seeds"] = 1  # a seeds and a tuning table too, so every table is rendered
     results["aggregates"] = {"full": {"runs": 1, "failed": 0, "accuracy": {"n": 1, "mean": 0.82, "std": None},
                                       "macro_f1": {"n": 1, "mean": 0.81, "std": None}}}
-    trial = {"learning_rate": 0.002, "best_validation": {"accuracy": 0.8, "loss": 0.4}, "epochs_trained": 2,
+    trial = {"learning_rate": 0.002, "best_validation": {"accuracy": 0.8, "loss": 0.4}, "evaluations": 2,
              "status": "ok"}
     results["tuning"] = {"seconds": 42.0, "methods": {"lora": {"chosen_learning_rate": 0.002, "seconds": 42.0,
                                                                "trials": [trial]}}}

@@ -107,7 +107,7 @@ def test_tune_lr_searches_a_grid_with_pruning_and_resumes_without_repeating(tiny
     assert tuning["grid"] == learning_rate_grid(5e-2, 3)
     assert [t["learning_rate"] for t in tuning["trials"]] == tuning["grid"]
     assert all(t["status"] in ("ok", "pruned") for t in tuning["trials"])
-    assert all(t["status"] == "ok" or t["epochs_trained"] < 3 for t in tuning["trials"])  # pruned = stopped early
+    assert all(t["status"] == "ok" or t["evaluations"] < 3 for t in tuning["trials"])  # pruned = stopped early
     assert tuning["trials"][0]["status"] == "ok"  # the first trial has no competitor to be pruned against
     complete = [t for t in tuning["trials"] if t["status"] == "ok"]
     best = max(t["best_validation"]["accuracy"] for t in complete)

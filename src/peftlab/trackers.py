@@ -67,10 +67,10 @@ def run_scalars(record: dict) -> list[tuple[str, int, float]]:
     curve = record.get("curve") or {}
     losses = curve.get("train_loss") or []
     scalars = [("train/loss", step, loss) for step, loss in enumerate(losses, start=1) if _number(loss)]
-    for evaluation in curve.get("validation") or []:
-        epoch = evaluation.get("epoch")
-        scalars += [(f"validation/{key}", epoch, value) for key, value in evaluation.items()
-                    if key != "epoch" and _number(value)]
+    for evaluation in curve.get("validation") or []:  # at its training step (older records: at its epoch)
+        step = evaluation.get("step", evaluation.get("epoch"))
+        scalars += [(f"validation/{key}", step, value) for key, value in evaluation.items()
+                    if key not in ("epoch", "step", "progress") and _number(value)]
     last = max(len(losses), 1)
     for group in ("metrics", "cost"):
         scalars += [(f"{group}/{key}", last, value) for key, value in (record.get(group) or {}).items()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from peftlab.evaluate.metrics import accuracy, macro_f1
+from peftlab.evaluate.metrics import accuracy, correctness, macro_f1
 
 SCORING_BATCH = 16  # sequences per forward pass: logits are batch x length x vocabulary floats
 
@@ -100,7 +100,7 @@ def choice_metrics(scores: list[list[tuple[float, int]]], answers: list[int]) ->
     loss = -correct_ll / correct_tokens if correct_tokens else float("nan")
     return {"accuracy": accuracy(normalised, true), "accuracy_unnormalized": accuracy(summed, true),
             "macro_f1": macro_f1(normalised, true, num_choices), "loss": loss,
-            "perplexity": math.exp(loss) if loss < 50 else float("inf")}
+            "perplexity": math.exp(loss) if loss < 50 else float("inf"), "correct": correctness(normalised == true)}
 
 
 def evaluate_choices(model, dataset, tokenizer, batch_size: int, device, num_labels: int = 0,

@@ -22,6 +22,7 @@ import string
 import torch
 from tqdm.auto import tqdm
 
+from peftlab.evaluate.metrics import correctness
 from peftlab.tasks.encode import eval_loader
 
 MAX_NEW_TOKENS = 64  # cap on generated tokens per example
@@ -39,7 +40,7 @@ def match_scores(predictions: list[str], references: list[list[str]]) -> dict[st
     exact = [any(p.strip() == r.strip() for r in refs) for p, refs in zip(predictions, references)]
     normal = [any(normalize_answer(p) == normalize_answer(r) for r in refs) for p, refs in zip(predictions, references)]
     count = max(len(predictions), 1)
-    return {"exact_match": sum(exact) / count, "normalized_match": sum(normal) / count}
+    return {"exact_match": sum(exact) / count, "normalized_match": sum(normal) / count, "correct": correctness(exact)}
 
 
 @torch.no_grad()

@@ -8,6 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def correctness(hits) -> str:
+    """Per-example hits as a compact string ("1": right, "0": wrong) in the split's row order: what a paired
+    comparison of two runs on the same test set reads (:mod:`peftlab.study.verdict`)."""
+    return "".join("1" if hit else "0" for hit in hits)
+
+
 def accuracy(predicted: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(predicted == true)) if len(true) else float("nan")
 
@@ -25,6 +31,7 @@ def macro_f1(predicted: np.ndarray, true: np.ndarray, num_labels: int) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def classification_metrics(logits: np.ndarray, true: np.ndarray, num_labels: int) -> dict[str, float]:
+def classification_metrics(logits: np.ndarray, true: np.ndarray, num_labels: int) -> dict:
     predicted = logits.argmax(axis=-1)
-    return {"accuracy": accuracy(predicted, true), "macro_f1": macro_f1(predicted, true, num_labels)}
+    return {"accuracy": accuracy(predicted, true), "macro_f1": macro_f1(predicted, true, num_labels),
+            "correct": correctness(predicted == true)}

@@ -197,16 +197,16 @@ def validation_chart(results: dict[str, Any]) -> Figure | None:
     drawn = False
     metric, words = headline_metric(results)
     for run in ok_runs(results):
-        points = [(row["epoch"], 100 * row[metric]) for row in (run.get("curve") or {}).get("validation") or []
-                  if isinstance(row, dict) and _finite(row.get("epoch")) and _finite(row.get(metric))]
+        points = [(row.get("progress", row.get("epoch")), 100 * row[metric])  # progress: epochs done (fractional)
+                  for row in (run.get("curve") or {}).get("validation") or []
+                  if isinstance(row, dict) and _finite(row.get("progress", row.get("epoch"))) and _finite(row.get(metric))]
         if points:
             style = styles[run["method"]]
             axes.plot(*zip(*points), color=style["color"], marker=style["marker"], linewidth=1.6, label=run["method"])
             drawn = True
     if not drawn:
         return None
-    axes.xaxis.get_major_locator().set_params(integer=True)
-    axes.set_xlabel("epoch")
+    axes.set_xlabel("epochs trained")
     axes.set_ylabel(f"validation {words} (%)")
     axes.legend(fontsize=8, ncols=2)
     return figure

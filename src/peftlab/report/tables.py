@@ -358,16 +358,16 @@ def _versus_full(test: dict) -> str:
 # --- tuning: one row per tuned method ---------------------------------------------------------------------------------
 
 def tuning(results: dict[str, Any]) -> ReportTable:
-    """Per tuned method: the chosen learning rate, every trial (rate → best validation score, epochs, status)
+    """Per tuned method: the chosen learning rate, every trial (rate → best validation score, validation passes, status)
     and the seconds spent."""
     tuned = results.get("tuning") or {}
     columns = [Column("method", "method", "left"), Column("chosen_learning_rate", "chosen lr"),
-               Column("trials", "trials: lr → best validation score (epochs trained, status)", "left"),
+               Column("trials", "trials: lr → best validation score (validation passes, status)", "left"),
                Column("tuning_seconds", "tuning s")]
     rows = []
     for method, entry in (tuned.get("methods") or {}).items():
         trials = "; ".join(f"{t['learning_rate']:g} → " + (_trial_score(t) if t.get("best_validation") else "-")
-                           + f" ({t['epochs_trained']}, {t['status']})" for t in entry["trials"])
+                           + f" ({t.get('evaluations', t.get('epochs_trained'))}, {t['status']})" for t in entry["trials"])
         chosen = entry.get("chosen_learning_rate")
         rows.append(Row(method, method, values={"method": method, "chosen_learning_rate": chosen, "trials": trials,
                                                 "tuning_seconds": entry["seconds"]},

@@ -60,6 +60,10 @@ class BudgetOptions:
     epochs: int = option(3, "Training epochs per method.")
     max_steps: int | None = option(None, "Training steps per method (overrides --epochs).")
     batch_size: int = option(32, "Training batch size.")
+    evaluations_per_epoch: int = option(1, "Validation passes per epoch (evenly spaced): the points where the best "
+                                        "state is kept, early stopping decides and --tune lr prunes.")
+    patience: int | None = option(None, "Early stopping: stop a run after this many validation passes without a "
+                                  "better score, keeping its best state (0 = never).", cli="zero_none")
 
 
 @dataclass
@@ -78,6 +82,11 @@ class RobustnessOptions:
 class ExecutionOptions:
     seeds: int = option(1, "Run every configuration with this many seeds (seed, seed+1, ...); tables show mean ± "
                         "std and 95% CI.")
+    max_seeds: int | None = option(None, "Sequential seeds: while the verdict's interval of the gap between the best "
+                                   "PEFT method and full fine-tuning straddles --tolerance, add a seed to those two "
+                                   "runs, up to this many seeds each (default: no extra seeds).")
+    tolerance: float = option(1.0, "Points of the headline metric within which a PEFT method counts as matching "
+                              "full fine-tuning (the verdict's tolerance).")
     tune: list[str] = option(help="`lr`: search each method's learning rate on validation first (Optuna, "
                              "successive halving).", cli="list", factory=list)
     tune_points: int = option(3, "Learning rates tried per method by --tune lr (log grid around the default).")
@@ -128,6 +137,10 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
         for name in ("epochs", "batch_size", "max_length"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 1 <= self.evaluations_per_epoch <= 100:
+            raise ConfigError(f"--evaluations-per-epoch must be between 1 and 100, got {self.evaluations_per_epoch}")
+        if self.patience is not None and self.patience < 0:
+            raise ConfigError(f"--patience must be 0 (never stop early) or more, got {self.patience}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -150,6 +163,10 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
             raise ConfigError("--ray-address needs --backend ray")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
+        if self.max_seeds is not None and self.max_seeds < self.seeds:
+            raise ConfigError(f"--max-seeds must be at least --seeds ({self.seeds}), got {self.max_seeds}")
+        if not 0 <= self.tolerance <= 100:
+            raise ConfigError(f"--tolerance is in points of the metric, between 0 and 100; got {self.tolerance:g}")
         unknown = [name for name in self.tune if name not in TUNABLE]
         if unknown:
             raise ConfigError(f"--tune supports {', '.join(TUNABLE)} only, got {', '.join(unknown)}")
@@ -167,7 +184,8 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
         )
 
     def budget(self) -> dict[str, Any]:
-        keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples")
+        keys = ("epochs", "max_steps", "batch_size", "max_length", "max_train_examples", "max_eval_examples",
+                "evaluations_per_epoch", "patience")
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> dict[str, Any]:

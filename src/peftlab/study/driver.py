@@ -2,7 +2,8 @@
 
 The driver is the process that called `compare`. It checks the store's identity (a different study in the same
 folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
-(:mod:`peftlab.study.runs`), hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
+(:mod:`peftlab.study.runs`) — and with ``--max-seeds`` one more seed for the runs that decide the verdict while
+its interval straddles the tolerance (:func:`more_seeds`) —, hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
 (:mod:`peftlab.study.summary`). Before a record is stored it is logged to the ``--report-to`` trackers
 (:mod:`peftlab.trackers`; their outcome is the record's ``tracking``, never the run's status). Under a multi-process launch every process trains each run and only the main
@@ -58,39 +59,63 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
               if result.get("chosen_learning_rate") is not None}
     specs = plan_runs(context.study.methods, config.seed, config.seeds, chosen)
     records: dict[str, dict] = {}
-    pending = []
-    for spec in specs:
-        row = store.run(spec.key) if main else None
-        if row and row["status"] in FINISHED and not (config.retry_failed and row["status"] == "failed"):
-            records[spec.key] = row["record"]
-        else:
-            pending.append(spec)
-    pending = _broadcast(accelerator, pending)
-    context.progress.study_planned([spec.label(config.seeds) for spec in pending], len(records))
 
     def started(spec: RunSpec) -> None:
         if main:
             store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
         context.progress.run_started(spec.label(config.seeds))
 
-    for spec, record in backend_runs(context, pending, started):
-        if main:
-            record["timing"]["attempts"] = store.run(spec.key)["attempts"]
-            if trackers:  # a tracker's failure is recorded in the run's `tracking`, never fails the run
-                record["tracking"] = log_run(trackers, record)
-            store.finish(spec.key, record, record["timing"]["wall_seconds"])
-            shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
-        records[spec.key] = record
-        if main:
-            write_results(out, derive_results(header, specs, records, tuning))
-        context.progress.run_finished(record)
-        if on_run_done:
-            on_run_done(record)
+    def execute(planned: list[RunSpec]) -> None:
+        """Run the planned runs the store does not hold as finished; store and report each as it finishes."""
+        pending = []
+        for spec in planned:
+            row = store.run(spec.key) if main else None
+            if row and row["status"] in FINISHED and not (config.retry_failed and row["status"] == "failed"):
+                records[spec.key] = row["record"]
+            else:
+                pending.append(spec)
+        pending = _broadcast(accelerator, pending)
+        context.progress.study_planned([spec.label(config.seeds) for spec in pending],
+                                       sum(spec.key in records for spec in specs))
+        for spec, record in backend_runs(context, pending, started):
+            if main:
+                record["timing"]["attempts"] = store.run(spec.key)["attempts"]
+                if trackers:  # a tracker's failure is recorded in the run's `tracking`, never fails the run
+                    record["tracking"] = log_run(trackers, record)
+                store.finish(spec.key, record, record["timing"]["wall_seconds"])
+                shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
+            records[spec.key] = record
+            if main:
+                write_results(out, derive_results(header, specs, records, tuning))
+            context.progress.run_finished(record)
+            if on_run_done:
+                on_run_done(record)
+
+    execute(specs)
+    while extra := _broadcast(accelerator, more_seeds(derive_results(header, specs, records, tuning), specs, config,
+                                                      chosen)):  # the main process holds every record
+        specs += extra  # --max-seeds: the runs that decide the verdict get one more seed each
+        execute(extra)
     results = derive_results(header, specs, records, tuning)
     if main:
         write_results(out, results)
         _remove_if_empty(out / CHECKPOINTS_DIR)
     return results
+
+
+def more_seeds(results: dict[str, Any], specs: list[RunSpec], config, learning_rates: dict[str, float]) -> list[RunSpec]:
+    """Sequential seeds: when the verdict asks for them (its gap interval straddles the tolerance), one more seed
+    for each run that decides it, while that method has fewer than --max-seeds; [] when nothing is to be added."""
+    wanted = ((results.get("verdict") or {}).get("next") or {}).get("add_seeds") or []
+    if not config.max_seeds or not wanted:
+        return []
+    extra = []
+    for method in wanted:
+        seeds = [spec.seed for spec in specs if spec.method == method and spec.phase == "run"]
+        if len(seeds) < config.max_seeds:
+            extra.append(RunSpec(method, max(seeds, default=config.seed - 1) + 1, learning_rates.get(method), "run",
+                                 False))
+    return extra
 
 
 def _remove_if_empty(folder) -> None:

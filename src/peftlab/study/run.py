@@ -4,7 +4,7 @@
 ``run_key``, ``config`` (the method's settings and learning rate), ``status`` (``ok``; ``refused`` with its
 ``reason`` when the method does not apply to the model, decided before training; or ``failed`` with its ``reason``,
 the traceback in OUT/logs/<run>.log), ``metrics`` (test, and the best validation epoch), ``cost``,
-``curve``, ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
+``curve``, ``test_correct`` (per test example, right or wrong), ``stopped`` (early stopping's where and why, or None), ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
 Only building, training, testing and saving can fail a run; a probe's failure stays in its own record.
 """
 
@@ -86,6 +86,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
     train_config = TrainConfig(
         learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
+        evaluations_per_epoch=config.evaluations_per_epoch, patience=config.patience,
         evaluate=kind_evaluation(task.kind).evaluate,
     )
     return model, {**settings, "learning_rate": learning_rate}, train_config
@@ -109,17 +110,20 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     with phases("save"):
         artifact = (save_artifact(study, name, record["config"], model, out, run.artifact_name)
                     if accelerator.is_main_process else None)
-    record["metrics"] = kind_evaluation(task.kind).run_metrics(test, outcome.validation[outcome.best_epoch - 1],
+    record["metrics"] = kind_evaluation(task.kind).run_metrics(test, outcome.validation[outcome.best_evaluation - 1],
                                                                outcome.best_epoch)
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
         "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
         "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
         "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
+        "budget_steps": outcome.total_steps, "budget_used": outcome.steps / outcome.total_steps,
         "checkpoint_bytes": directory_bytes(artifact, exclude=TOKENIZER_FILES | {RUN_FILE}) if artifact else None,
         "inference_ms_per_example": None,  # the latency probe's measurement, below
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
+    record["test_correct"] = test.get("correct")  # per test example, "1"/"0": the verdict's paired comparison
+    record["stopped"] = outcome.stopped  # early stopping: where and why; None when the run used its whole budget
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     trained = TrainedRun(model, name, record["config"], run.seed, study, encoded, accelerator.device,
                          record["metrics"])

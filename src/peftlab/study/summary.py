@@ -1,4 +1,5 @@
-"""results.json, derived from the store: the header, one record per run in plan order, aggregates over seeds, tuning.
+"""results.json, derived from the store: the header, one record per run in plan order, aggregates over seeds, tuning,
+and the verdict (:mod:`peftlab.study.verdict`).
 
 Aggregates: per method, over its ok runs (one per seed), the mean, sample std and 95% Student-t interval of each
 test metric, and against full fine-tuning the difference of means with Welch's t-test (significant at p < 0.05).
@@ -10,6 +11,7 @@ from typing import Any
 
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.study.runs import RunSpec
+from peftlab.study.verdict import study_verdict
 from peftlab.tasks.kinds import task_kind_of
 
 REFERENCE_METHOD = "full"
@@ -18,11 +20,13 @@ REFERENCE_METHOD = "full"
 def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict], tuning: dict | None) -> dict[str, Any]:
     runs = [records[spec.key] for spec in specs if spec.key in records]
     results: dict[str, Any] = {"study": header, "runs": runs}
-    if header.get("seeds", 1) > 1:
+    seeds_per_method = [sum(run["method"] == method for run in runs) for method in {run["method"] for run in runs}]
+    if header.get("seeds", 1) > 1 or max(seeds_per_method, default=1) > 1:  # --seeds, or seeds added by --max-seeds
         metrics = task_kind_of(header.get("task")).quality_metrics  # the task's two quality metrics
         results["aggregates"] = aggregate(runs, tuple(metric.key for metric in metrics))
     if tuning is not None:
         results["tuning"] = tuning_summary(tuning, runs)
+    results["verdict"] = study_verdict(header, runs, tuned=tuning is not None)
     return results
 
 

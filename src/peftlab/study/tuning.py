@@ -2,9 +2,10 @@
 
 For each method, ``tune_points`` learning rates on a log grid around its default (factors of √10: default, /√10,
 ×√10, /10, ×10, ...; the default first) are tried in that order with the study's first seed. Each trial trains
-for the study's budget and reports its validation accuracy after every epoch to Optuna; Optuna's
-SuccessiveHalvingPruner (min resource one epoch, reduction factor 3) stops a trial whose accuracy at a rung is
-not in the top third of the trials that reached it, so weak settings cost about one epoch. The chosen learning
+for the study's budget and reports its validation score after every evaluation (``--evaluations-per-epoch`` per
+epoch) to Optuna; Optuna's SuccessiveHalvingPruner (min resource one evaluation, reduction factor 3) stops a trial
+whose score at a rung is not in the top third of the trials that reached it, so weak settings cost about one
+evaluation's worth of training. The chosen learning
 rate is the completed trial with the best validation accuracy (ties: lower validation loss at that epoch). The
 pruner sees the same order: the value reported is the score minus 1e-6 × the validation loss, so trials tied on
 accuracy (several stuck at the majority class, common on small budgets) are not all promoted to the next rung.
@@ -87,7 +88,7 @@ def _replayed(record: dict, distribution):
     return optuna.trial.create_trial(
         params={"learning_rate": record["learning_rate"]}, distributions={"learning_rate": distribution},
         value=value, state=state,
-        intermediate_values={v["epoch"]: pruning_value(v, key) for v in record["validation"]})
+        intermediate_values={index: pruning_value(v, key) for index, v in enumerate(record["validation"], 1)})
 
 
 def pruning_value(scores: dict, key: str) -> float:
@@ -105,16 +106,16 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
     record: dict[str, Any] = {"method": spec.method, "learning_rate": spec.learning_rate, "seed": spec.seed,
                               "objective": objective, "status": "ok", "validation": [], "best_validation": None}
 
-    def report(epoch: int, scores: dict) -> None:
-        record["validation"].append({"epoch": epoch, **scores})
-        trial.report(pruning_value(scores, objective), epoch)
+    def report(evaluation: int, scores: dict) -> None:
+        record["validation"].append({"evaluation": evaluation, **scores})
+        trial.report(pruning_value(scores, objective), evaluation)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            raise optuna.TrialPruned(f"pruned after evaluation {evaluation}")
 
     start = time.perf_counter()
     try:
         model, _, train_config = build_run(study, spec.method, spec, accelerator, len(context.encoded["train"]))
-        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_epoch=report,
+        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_evaluation=report,
               on_step=context.progress.step if context.progress.shows_steps else None)
     except optuna.TrialPruned:
         record["status"] = "pruned"
@@ -128,7 +129,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
         accelerator.free_memory()
         release_free_memory()
     record["seconds"] = time.perf_counter() - start
-    record["epochs_trained"] = len(record["validation"])
+    record["evaluations"] = len(record["validation"])
     if record["validation"]:
         record["best_validation"] = max(record["validation"], key=lambda v: (v[objective], -v["loss"]))
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,

@@ -1,7 +1,10 @@
 """One training loop for every method.
 
 AdamW over the trainable parameters, linear warm-up then linear decay, gradient clipping, length-grouped
-batches with dynamic padding; validation after every epoch, the best epoch's trainable state kept.
+batches with dynamic padding; validation ``evaluations_per_epoch`` times per epoch (evenly spaced, the last at the
+epoch's end), the best evaluation's trainable state kept. With ``patience``, a run whose validation score has not
+improved for that many evaluations stops there (early stopping; the schedule stays the one of the whole budget, so
+the run is the same as without it up to where it stopped) and records where and why in ``TrainOutcome.stopped``.
 It runs on `accelerate` (CPU, one GPU, or several processes). Methods differ only in which parameters
 require gradients: the loop has no per-method branches. Measurement is a few explicit lines.
 """
@@ -45,6 +48,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     selection_metric: str = "accuracy"
+    evaluations_per_epoch: int = 1
+    patience: int | None = None  # evaluations without a better validation score before the run stops; None: never
     evaluate: Callable | None = None  # the task kind's evaluation (peftlab.evaluate.kinds); None: evaluate_split
 
 
@@ -54,9 +59,12 @@ class TrainOutcome:
     train_seconds: float = 0.0
     train_tokens: int = 0  # tokens seen in training: non-padding ones, or the target tokens of token labels
     optimizer_state_bytes: int = 0
-    best_epoch: int = 0
+    best_epoch: int = 0  # the epoch of the best evaluation
+    best_evaluation: int = 0  # its position in `validation`, from 1
+    total_steps: int = 0  # the budget in steps; `steps` < `total_steps` when the run stopped early
+    stopped: dict | None = None  # early stopping: {reason, step, evaluation, patience, best_evaluation}
     train_loss: list[float] = field(default_factory=list)  # per step
-    validation: list[dict] = field(default_factory=list)  # per epoch
+    validation: list[dict] = field(default_factory=list)  # per evaluation: {epoch, step, progress, scores...}
 
     @property
     def tokens_per_second(self) -> float:
@@ -76,25 +84,40 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def evaluation_steps(steps_per_epoch: int, total_steps: int, per_epoch: int) -> set[int]:
+    """The steps after which the loop evaluates: ``per_epoch`` evenly spaced ones in every epoch, the last at its
+    end, and the run's last step."""
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    points = {min(total_steps, (epoch - 1) * steps_per_epoch + math.ceil(k * steps_per_epoch / per_epoch))
+              for epoch in range(1, epochs + 1) for k in range(1, per_epoch + 1)}
+    return points | {total_steps}
+
+
+def evaluations_since_best(outcome: TrainOutcome) -> int:
+    return len(outcome.validation) - outcome.best_evaluation
+
+
 def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
-          checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None,
+          checkpoint: Path | None = None, on_evaluation: Callable[[int, dict], None] | None = None,
           on_step: Callable[[int, int, int, int], None] | None = None) -> TrainOutcome:
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
-    ``on_epoch(epoch, validation_scores)`` is called after every epoch (tuning reports and prunes through it),
-    ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's progress display)."""
+    ``on_evaluation(evaluation, validation_scores)`` is called after every evaluation (numbered from 1; tuning
+    reports and prunes through it), ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's
+    progress display)."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
     generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
     total_steps = config.max_steps or config.epochs * len(loader)
     epochs = math.ceil(total_steps / len(loader))
+    evaluate_after = evaluation_steps(len(loader), total_steps, config.evaluations_per_epoch)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
-    outcome, best_score, best_state, first_epoch = TrainOutcome(), -math.inf, None, 1
+    outcome, best_score, best_state, first_epoch = TrainOutcome(total_steps=total_steps), -math.inf, None, 1
     saved = load_checkpoint(checkpoint)
     if saved is not None and resume(saved, model, optimizer, scheduler, generator, checkpoint):
         outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
@@ -118,28 +141,49 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
             progress.update(1)
             if on_step is not None:
                 on_step(outcome.steps, total_steps, epoch, epochs)
-            if outcome.steps >= total_steps:
+            if outcome.steps in evaluate_after:
+                outcome.train_seconds += _synchronized_seconds(accelerator, start)
+                scores = (config.evaluate or evaluate_split)(model, encoded["validation"], tokenizer,
+                                                             config.eval_batch_size, accelerator.device, num_labels,
+                                                             "validate")
+                scores = {key: value for key, value in scores.items() if isinstance(value, (int, float))}  # no hits
+                outcome.validation.append({"epoch": epoch, "step": outcome.steps,
+                                           "progress": round(outcome.steps / len(loader), 4), **scores})
+                if scores[config.selection_metric] > best_score:
+                    best_score, best_state = scores[config.selection_metric], trainable_state(model)
+                    outcome.best_epoch, outcome.best_evaluation = epoch, len(outcome.validation)
+                if (config.patience and outcome.steps < total_steps
+                        and evaluations_since_best(outcome) >= config.patience):
+                    outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
+                                       "evaluation": len(outcome.validation), "patience": config.patience,
+                                       "best_evaluation": outcome.best_evaluation}
+                if outcome.steps == min(epoch * len(loader), total_steps) and not outcome.stopped:  # epoch's end
+                    if checkpoint is not None and accelerator.is_main_process:
+                        save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator,
+                                        outcome, best_score, best_state)
+                    accelerator.wait_for_everyone()
+                if on_evaluation is not None:  # after the checkpoint: a trial pruned here has its epoch saved
+                    on_evaluation(len(outcome.validation), scores)
+                model.train()
+                start = time.perf_counter()
+            if outcome.steps >= total_steps or outcome.stopped:
                 break
-        accelerator.wait_for_everyone()
-        if accelerator.device.type == "cuda":
-            torch.cuda.synchronize(accelerator.device)
-        outcome.train_seconds += time.perf_counter() - start
-
-        scores = (config.evaluate or evaluate_split)(model, encoded["validation"], tokenizer, config.eval_batch_size, accelerator.device, num_labels, "validate")
-        outcome.validation.append({"epoch": epoch, **scores})
-        if scores[config.selection_metric] > best_score:
-            best_score, best_state, outcome.best_epoch = scores[config.selection_metric], trainable_state(model), epoch
-        if checkpoint is not None and accelerator.is_main_process:
-            save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator, outcome,
-                            best_score, best_state)
-        accelerator.wait_for_everyone()
-        if on_epoch is not None:
-            on_epoch(epoch, scores)
+        outcome.train_seconds += _synchronized_seconds(accelerator, start)
+        if outcome.stopped:
+            break
     progress.close()
 
     outcome.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     restore_trainable_state(model, best_state)
     return outcome
+
+
+def _synchronized_seconds(accelerator: Accelerator, start: float) -> float:
+    """Seconds since ``start`` once every process (and the GPU) has finished the steps."""
+    accelerator.wait_for_everyone()
+    if accelerator.device.type == "cuda":
+        torch.cuda.synchronize(accelerator.device)
+    return time.perf_counter() - start
 
 
 def resume(saved: dict, model, optimizer, scheduler, generator: torch.Generator, checkpoint: Path) -> bool:
