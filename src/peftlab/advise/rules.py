@@ -155,10 +155,15 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_points: float = 2.0) -> dict[str, Any]:
-    """The advisor's call next to what a comparison measured: did the best PEFT method land within
-    ``tolerance_points`` accuracy points of full fine-tuning (the mean over seeds)? The advisor agrees when it said peft and the best
-    PEFT was within, or said full and it was not."""
+def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_points: float = 2.0,
+                  verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The advisor's call next to what a comparison measured. With the study's verdict
+    (:mod:`peftlab.study.verdict`): the advisor agrees when it said peft and the verdict chose a PEFT method, or
+    said full and the verdict chose full; an inconclusive verdict checks nothing. Without one (older results): did
+    the best PEFT method land within ``tolerance_points`` accuracy points of full fine-tuning (the mean over
+    seeds)?"""
+    if verdict is not None and verdict.get("decision") == "inconclusive":
+        return {"status": "not_checked", "reason": "the verdict is inconclusive: " + "; ".join(verdict.get("reasons") or [])}
     per_method: dict[str, list[float]] = {}
     for r in runs:  # several seeds of a method: their mean
         if r.get("status") == "ok" and r.get("metrics"):
@@ -172,7 +177,10 @@ def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_po
     best = max(peft, key=peft.get)
     gap = 100 * (ok["full"] - peft[best])
     within = gap <= tolerance_points
+    if verdict is not None:
+        tolerance_points, within = verdict.get("tolerance_points", tolerance_points), verdict["decision"] != "full"
     agrees = (recommendation["decision"] == "peft") == within
     return {"status": "checked", "decision": recommendation["decision"], "full_accuracy": ok["full"],
             "best_peft_method": best, "best_peft_accuracy": peft[best], "gap_points": gap,
-            "tolerance_points": tolerance_points, "within_tolerance": within, "agrees": agrees}
+            "tolerance_points": tolerance_points, "within_tolerance": within, "agrees": agrees,
+            "against": "verdict" if verdict is not None else "gap"}

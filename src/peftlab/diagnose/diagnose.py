@@ -68,7 +68,7 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
         signals = measure_signals(study, encoded, accelerator, settings or DiagnoseSettings(),
                                   full_run if full_ok and full_run.is_dir() else None)
         diagnosis = _assemble(study, signals)
-        check = advisor_check(diagnosis["recommendation"], results["runs"])
+        check = advisor_check(diagnosis["recommendation"], results["runs"], verdict=results.get("verdict"))
         diagnosis["advisor_check"] = check
         write_json_atomic(out / DIAGNOSIS_FILE, diagnosis)
         return {"diagnosis": DIAGNOSIS_FILE, "recommendation": diagnosis["recommendation"], "advisor_check": check}

@@ -65,6 +65,11 @@ def print_advisor_check(summary: dict[str, Any], console: Console) -> None:
     if check.get("status") != "checked":
         console.print(f"advisor check: not checked ({check.get('reason')})")
         return
+    if check.get("against") == "verdict":
+        chose = "full fine-tuning" if not check["within_tolerance"] else "a PEFT method"
+        console.print(f"advisor's prediction: {check['decision']}; the verdict chose {chose}: "
+                      f"{'agrees' if check['agrees'] else 'DISAGREES'}")
+        return
     console.print(f"advisor check: best PEFT {check['best_peft_method']} {check['best_peft_accuracy']:.3f} vs full "
                   f"{check['full_accuracy']:.3f} (gap {check['gap_points']:+.1f} points, "
                   f"{'within' if check['within_tolerance'] else 'outside'} {check['tolerance_points']:g}); advisor said "

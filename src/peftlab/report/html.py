@@ -22,6 +22,7 @@ from peftlab.report.summary import (
     format_value,
     headline,
     recommendation,
+    verdict_text,
 )
 from peftlab.report.tables import ReportTable, report_tables, table_title
 
@@ -138,9 +139,17 @@ _PARETO_NOTE = ("Each point is one method; the dashed line is the Pareto frontie
 def _decision(inputs: ReportInputs) -> str:
     advice = recommendation(inputs.diagnosis)
     parts = []
+    verdict = verdict_text(inputs.results)
+    if verdict:  # what the runs measured comes first; the advisor's prediction follows
+        line, reasons, todo = verdict
+        parts.append(f'<p class="decision">{escape(line)}</p>')
+        items = reasons + [f"To do: {item}" for item in todo]
+        if items:
+            parts.append("<ul class=\"reasons\">" + "".join(f"<li>{escape(r)}</li>" for r in items) + "</ul>")
     if advice:
         line, reasons = advice
-        parts.append(f'<p class="decision">Recommendation: {escape(line)}</p>')
+        parts.append(f'<p class="decision">Advisor\'s prediction: {escape(line)}</p>' if verdict else
+                     f'<p class="decision">Recommendation: {escape(line)}</p>')
         if reasons:
             parts.append("<ul class=\"reasons\">" + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 from peftlab.report import charts as chart_module
 from peftlab.report.charts import CHART_TITLES
-from peftlab.report.summary import ReportInputs, environment_rows, format_value, headline, recommendation
+from peftlab.report.summary import ReportInputs, environment_rows, format_value, headline, recommendation, verdict_text
 from peftlab.report.tables import ReportTable, report_tables
 
 
@@ -55,9 +55,13 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
         if figure is not None:
             figures[f"{name}.png"] = chart_module.png(figure)
     out = [f"# peftlab report: {md(study.get('model'))} on {md((study.get('task') or {}).get('name', study.get('data')))}", ""]
-    advice = recommendation(inputs.diagnosis)
+    advice, verdict = recommendation(inputs.diagnosis), verdict_text(results)
+    if verdict:  # what the runs measured comes first; the advisor's prediction follows
+        out += [f"**{md(verdict[0])}**", ""] + [f"- {md(reason)}" for reason in verdict[1]]
+        out += [f"- To do: {md(item)}" for item in verdict[2]] + [""]
     if advice:
-        out += [f"**Recommendation: {md(advice[0])}**", ""] + [f"- {md(reason)}" for reason in advice[1]] + [""]
+        label = "Advisor's prediction" if verdict else "Recommendation"
+        out += [f"**{label}: {md(advice[0])}**", ""] + [f"- {md(reason)}" for reason in advice[1]] + [""]
     else:
         out += [f"No recommendation: {md(inputs.diagnosis_note or 'the diagnosis has none')}.", ""]
     tables = report_tables(results)

@@ -95,6 +95,32 @@ def headline(results: dict[str, Any]) -> str:
     )
 
 
+def verdict_text(results: dict[str, Any]) -> tuple[str, list[str], list[str]] | None:
+    """The study's verdict (results.json's ``verdict``, :mod:`peftlab.study.verdict`) as a line, its reasons and
+    what to do; None for results written before there was one."""
+    verdict = results.get("verdict")
+    if not isinstance(verdict, dict) or "decision" not in verdict:
+        return None
+    decision = verdict["decision"]
+    if decision == "inconclusive":
+        line = "Verdict: inconclusive"
+    elif decision == REFERENCE_METHOD:
+        line = "Verdict: full fine-tuning"
+    else:
+        line = f"Verdict: {decision}"
+    gap, interval = verdict.get("gap_points"), verdict.get("gap_ci95_points")
+    if isinstance(gap, (int, float)) and interval:
+        line += (f" ({verdict.get('best_peft')} − full {gap:+.1f} points, 95% interval [{interval[0]:+.1f}, "
+                 f"{interval[1]:+.1f}], tolerance {verdict.get('tolerance_points', 1):g})")
+    ratios = verdict.get("cost_vs_full") or {}
+    if decision not in ("inconclusive", REFERENCE_METHOD) and any(ratios.values()):
+        words = {"peak_memory": "peak memory", "train_time": "train time", "trainable_params": "trainable parameters",
+                 "checkpoint_size": "checkpoint"}
+        line += "; against full: " + ", ".join(f"{words[key]} ×{value:.3g}" for key, value in ratios.items()
+                                               if isinstance(value, (int, float)))
+    return line, [str(reason) for reason in verdict.get("reasons") or []], [str(a) for a in verdict.get("advice") or []]
+
+
 def recommendation(diagnosis: dict[str, Any] | None) -> tuple[str, list[str]] | None:
     """The diagnosis' recommendation as one line and its reasons; None when there is none."""
     advice = (diagnosis or {}).get("recommendation")

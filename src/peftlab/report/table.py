@@ -1,4 +1,4 @@
-"""The report's tables in the terminal (rich): the comparison, then tuning, seeds, robustness and the estimate
+"""The report's tables in the terminal (rich): the verdict's lines, the comparison, then tuning, seeds, robustness and the estimate
 check when the study has them; each table is defined in peftlab.report.tables, this module only lays it out.
 
 Cells are rich ``Text``, never markup, so a method name or reason with brackets prints as it is.
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from peftlab.report.summary import verdict_text
 from peftlab.report.tables import ReportTable, comparison, report_tables, robustness
 
 BOXES = {"comparison": box.HEAVY_HEAD}  # the main table framed; the others plain (box.SIMPLE_HEAD)
@@ -44,9 +45,24 @@ def comparison_table(results: dict[str, Any]) -> Table:
     return rich_table(comparison(results))
 
 
+def print_verdict(results: dict[str, Any], console: Console) -> None:
+    """The verdict line in bold, its reasons and what to do (nothing for results from before verdicts)."""
+    verdict = verdict_text(results)
+    if verdict is None:
+        return
+    line, reasons, todo = verdict
+    console.print(Text(line, style="bold"))
+    for reason in reasons:
+        console.print(Text(f"  - {reason}"))
+    for item in todo:
+        console.print(Text(f"  to do: {item}"))
+
+
 def print_table(results: dict[str, Any], console: Console | None = None) -> None:
-    """The comparison table, then tuning, seeds, robustness and the estimate check where the study has them."""
+    """The verdict, then the comparison table, then tuning, seeds, robustness and the estimate check where the
+    study has them."""
     console = console or Console()
+    print_verdict(results, console)
     tables = report_tables(results)
     console.print(rich_table(tables.pop("comparison")))
     for table in tables.values():

@@ -15,7 +15,8 @@ The rules (docs/VERDICT.md states them for users):
    (noted, not blocking).
 4. **The gap.** For every PEFT method, mean test metric minus the reference's, in points, with a 95% interval:
    a paired normal interval over the test examples (the runs' per-example hits, ``test_correct``; several seeds:
-   each method's mean hit per example), plus, with two seeds or more, each method's seed-to-seed variance of the
+   each method's mean hit per example) with Agresti and Min's adjustment (half an example added to each cell of
+   the paired table, so that a small test split with few disagreements is not falsely certain), plus, with two seeds or more, each method's seed-to-seed variance of the
    mean. Records without per-example hits fall back to the unpaired interval of two proportions (wider). The
    best PEFT method is decisive:
    - interval's lower end ≥ −tolerance: the PEFT method is within the tolerance of full fine-tuning, or better:
@@ -120,8 +121,8 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
                                  "test examples (--max-eval-examples), or accept a larger --tolerance")
         verdict["next"] = {"add_seeds": [REFERENCE_METHOD, best]}
     if not tuned:
-        verdict["reasons"].append("learning rates were each method's default, not tuned: a method can lose to a "
-                                  "mis-set rate (--tune lr searches them)")
+        verdict["reasons"].append("learning rates were not tuned (each method's default or configured rate): a "
+                                  "method can lose to a mis-set rate (--tune lr searches them)")
     if any(len(group) < 2 for group in (groups[REFERENCE_METHOD], peft[best])):
         verdict["reasons"].append("one seed: the interval covers the test sample, not seed-to-seed variation")
     return verdict
@@ -199,14 +200,18 @@ def _gap(group: list[dict], reference: list[dict], metric: str, test_examples: i
     mean, ref_mean = _mean(group, metric), _mean(reference, metric)
     hits, ref_hits = _mean_hits(group), _mean_hits(reference)
     if hits is not None and ref_hits is not None and len(hits) == len(ref_hits):
+        # Agresti & Min (2005): half an example added to each cell of the paired 2x2 table, so that few or no
+        # discordant examples (a tiny test split) still give an honest width; fractional with seeds' mean hits
         n = len(hits)
-        differences = [a - b for a, b in zip(hits, ref_hits)]
-        centre = sum(differences) / n
-        variance = sum((d - centre) ** 2 for d in differences) / max(n - 1, 1) / n
+        wins = sum(max(a - b, 0.0) for a, b in zip(hits, ref_hits)) + 0.5
+        losses = sum(max(b - a, 0.0) for a, b in zip(hits, ref_hits)) + 0.5
+        centre_shift = (wins - losses) / (n + 2) - (mean - ref_mean)
+        variance = ((wins + losses) / (n + 2) - ((wins - losses) / (n + 2)) ** 2) / (n + 2)
         interval = "paired over test examples"
     else:
         n = _examples(group) or _examples(reference) or test_examples or 0
         variance = (mean * (1 - mean) + ref_mean * (1 - ref_mean)) / n if n else math.inf
+        centre_shift = 0.0
         interval = "unpaired, no per-example hits"
     for side in (group, reference):
         if len(side) >= 2:
@@ -216,8 +221,8 @@ def _gap(group: list[dict], reference: list[dict], metric: str, test_examples: i
     if any(len(side) >= 2 for side in (group, reference)):
         interval += " and seeds"
     half = Z_95 * math.sqrt(variance) if math.isfinite(variance) else math.inf
-    gap = 100 * (mean - ref_mean)
-    return {"gap_points": gap, "ci95_points": [gap - 100 * half, gap + 100 * half], "interval": interval,
+    gap, centre = 100 * (mean - ref_mean), 100 * (mean - ref_mean + centre_shift)
+    return {"gap_points": gap, "ci95_points": [centre - 100 * half, centre + 100 * half], "interval": interval,
             "seeds": len(group)}
 
 
