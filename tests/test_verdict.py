@@ -13,12 +13,16 @@ from accelerate import Accelerator
 from rich.console import Console
 
 from conftest import tiny_texts
+from report_data import diagnosis_json, results_json
+
 from peftlab import CompareConfig, compare
+from peftlab.advise import advisor_check
 from peftlab.errors import ConfigError
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
 from peftlab.report import print_table
 from peftlab.report.summary import verdict_text
+from peftlab.report.write import write_report
 from peftlab.study.verdict import study_verdict
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
@@ -208,3 +212,24 @@ def test_verdict_options_are_checked(tiny_bert_dir, tiny_task_csv, tmp_path):
                                ({"patience": -1}, "--patience"), ({"evaluations_per_epoch": 0}, "--evaluations")]:
         with pytest.raises(ConfigError, match=message):
             compare(CompareConfig(**base, **overrides))
+
+
+def test_the_reports_lead_with_the_verdict_and_the_advisor_is_checked_against_it(tmp_path):
+    results = results_json()
+    results["verdict"] = study_verdict(results["study"], results["runs"])
+    decision = results["verdict"]["decision"]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    (tmp_path / "diagnosis.json").write_text(json.dumps(diagnosis_json()))
+    html_text = write_report(tmp_path).read_text()
+    assert html_text.index("Verdict: ") < html_text.index("Advisor's prediction: Parameter-efficient")
+    markdown = write_report(tmp_path, "md").read_text()
+    assert markdown.index("**Verdict: ") < markdown.index("**Advisor's prediction: ")
+    assert decision == "inconclusive"  # the hand-made full run was still gaining 8 points at its last pass
+    assert advisor_check({"decision": "peft"}, results["runs"], verdict=results["verdict"])["status"] == "not_checked"
+    lora = advisor_check({"decision": "peft"}, results["runs"], verdict={"decision": "lora", "tolerance_points": 1})
+    assert lora["against"] == "verdict" and lora["agrees"] and lora["within_tolerance"]
+    inconclusive = advisor_check({"decision": "peft"}, results["runs"], verdict={"decision": "inconclusive",
+                                                                                  "reasons": ["x"]})
+    assert inconclusive == {"status": "not_checked", "reason": "the verdict is inconclusive: x"}
+    full = advisor_check({"decision": "full"}, results["runs"], verdict={"decision": "full", "tolerance_points": 1})
+    assert full["agrees"] and not full["within_tolerance"]

@@ -33,7 +33,7 @@ from peftlab.files import RESULTS_FILE, STORE_FILE, read_results
 from peftlab.report.cells import human_bytes
 from peftlab.report.charts import CHART_TITLES, draw_chart
 from peftlab.report.html import escape, report_table_html
-from peftlab.report.summary import best_peft_run, headline, read_inputs, recommendation
+from peftlab.report.summary import best_peft_run, headline, read_inputs, recommendation, verdict_text
 from peftlab.report.tables import REFERENCE_METHOD, headline_metric, reference_run, report_tables, run_label
 from peftlab.study.artifacts import load_run
 from peftlab.study.store import StudyStore
@@ -206,7 +206,11 @@ class Results(dict):
 
     def _repr_html_(self) -> str:
         words = self.verdict
-        parts = [f"<h4>peftlab: {escape(self._title())}</h4>", f"<p><b>{escape(words['headline'])}</b></p>"]
+        parts = [f"<h4>peftlab: {escape(self._title())}</h4>"]
+        line = verdict_text(self)
+        if line:
+            parts.append(f"<p><b>{escape(line[0])}</b></p>")
+        parts.append(f"<p>{escape(words['headline'])}</p>")
         if words.get("recommendation"):
             parts.append(f"<p>Recommendation (diagnosis): {escape(words['recommendation'])}</p>")
         if self.in_progress:
@@ -231,8 +235,9 @@ def verdict(results: dict[str, Any], diagnosis: dict[str, Any] | None = None) ->
         "gap_points": (100 * (best["metrics"][key] - reference["metrics"][key]) if best and reference else None),
         "recommendation": advice[0] if advice else None, "reasons": advice[1] if advice else [],
     }
-    if isinstance(results.get("verdict"), dict):
-        return {**results["verdict"], "headline": summary["headline"]}
+    if isinstance(results.get("verdict"), dict):  # the study's verdict (peftlab.study.verdict), with the advisor's call
+        return {**results["verdict"], "headline": summary["headline"], "recommendation": summary["recommendation"],
+                "advisor_reasons": summary["reasons"]}
     return summary
 
 
