@@ -16,6 +16,7 @@ from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.report import print_table
 from peftlab import CompareConfig, compare
 from peftlab.files import STORE_FILE
+from peftlab.progress import StudyProgress
 from peftlab.study.store import StudyStore
 from peftlab.study.tuning import learning_rate_grid, pruning_value
 
@@ -116,10 +117,76 @@ def test_tune_lr_searches_a_grid_with_pruning_and_resumes_without_repeating(tiny
     run = results["runs"][0]
     assert run["config"]["learning_rate"] == tuning["chosen_learning_rate"]
     assert results["tuning"]["seconds"] == pytest.approx(sum(t["seconds"] for t in tuning["trials"]))
-    assert results["tuning"]["cost_vs_one_pass"] == pytest.approx(results["tuning"]["seconds"] / run["timing"]["wall_seconds"])
-    assert math.isfinite(results["tuning"]["cost_vs_one_pass"])
+    # the chosen trial trained the run: the run continued from its checkpoint and trained no step of its own
+    assert run["timing"]["resumed_from_epoch"] == 3 and run["cost"]["train_steps"] == run["cost"]["budget_steps"]
+    chosen = next(t for t in tuning["trials"] if t["learning_rate"] == tuning["chosen_learning_rate"])
+    assert run["curve"]["validation"][-1]["accuracy"] == chosen["validation"][-1]["accuracy"]
+    assert results["tuning"]["steps"] == sum(t["steps"] for t in tuning["trials"])
+    assert results["tuning"]["cost_vs_one_pass"] == pytest.approx(results["tuning"]["steps"] / run["cost"]["budget_steps"])
+    assert 1.0 <= results["tuning"]["cost_vs_one_pass"] < 3.0
+    assert not (out / "checkpoints").exists()  # the other trials' checkpoints are gone, the run's with it
 
     again = compare(config)  # every trial and the run are in the store: nothing trains again
     assert again["tuning"]["methods"]["head"]["chosen_learning_rate"] == tuning["chosen_learning_rate"]
     assert {row["attempts"] for row in StudyStore(out / STORE_FILE).runs()} == {1}
     assert len(StudyStore(out / STORE_FILE).runs(phase="tune")) == 3
+
+
+class _InterruptInsideTrial(StudyProgress):
+    """Ctrl-C at a step of the second learning-rate trial, after its first epoch was checkpointed."""
+
+    shows_steps = True
+
+    def __init__(self, at_step: int):
+        self.trials, self.at_step = 0, at_step
+
+    def run_started(self, label: str) -> None:
+        self.trials += label.startswith("tune ")
+
+    def step(self, steps: int, total_steps: int, epoch: int, epochs: int) -> None:
+        if self.trials == 2 and steps == self.at_step:
+            raise KeyboardInterrupt
+
+
+def test_a_study_killed_inside_the_rate_race_repeats_nothing_finished_and_reaches_the_same_result(
+        tiny_bert_dir, tiny_task_csv, tmp_path):
+    base = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head"], epochs=3, batch_size=16,
+                robustness=False, diagnose=False, tune=["lr"], evaluations_per_epoch=2)
+    reference = compare(CompareConfig(**base, out=str(tmp_path / "uninterrupted")))
+    out = tmp_path / "killed"
+    config = CompareConfig(**base, out=str(out))
+    steps_per_epoch = reference["runs"][0]["cost"]["budget_steps"] // 3
+    with pytest.raises(KeyboardInterrupt):
+        compare(config, progress=_InterruptInsideTrial(at_step=steps_per_epoch + 1))
+    rows = {row["run_key"]: row for row in StudyStore(out / STORE_FILE).runs(phase="tune")}
+    assert sorted(row["status"] for row in rows.values()) == ["ok", "running"]
+    assert len(list((out / "checkpoints").iterdir())) == 2  # both trials' epoch checkpoints: the second continues
+    resumed = compare(config)
+    rows_after = StudyStore(out / STORE_FILE).runs(phase="tune")
+    first = next(row for row in rows_after if row["status"] == "ok" and row["run_key"] in rows
+                 and rows[row["run_key"]]["status"] == "ok")
+    assert first["attempts"] == 1  # the finished first trial was replayed, not trained again
+    tuned, expected = resumed["tuning"]["methods"]["head"], reference["tuning"]["methods"]["head"]
+    assert [(t["learning_rate"], t["status"]) for t in tuned["trials"]] == [
+        (t["learning_rate"], t["status"]) for t in expected["trials"]]
+    assert tuned["chosen_learning_rate"] == expected["chosen_learning_rate"]
+    assert resumed["runs"][0]["metrics"]["accuracy"] == reference["runs"][0]["metrics"]["accuracy"]
+    assert resumed["verdict"]["decision"] == reference["verdict"]["decision"]
+
+
+def test_a_diverging_rate_among_the_candidates_still_ends_ok_with_a_sane_rate(tiny_bert_dir, tiny_task_csv, tmp_path):
+    """Full fine-tuning's grid around 30 (×√10 and /√10): the rates of 30 and more blow the loss up (failed or
+    pruned trials); the run is ok at a finite-loss rate."""
+    rates = tmp_path / "rates.yaml"
+    rates.write_text("full: {learning_rate: 30.0}\n")
+    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full"], epochs=2,
+                           batch_size=16, robustness=False, diagnose=False, tune=["lr"], tune_points=5,
+                           method_config=str(rates), out=str(tmp_path / "study"))
+    results = compare(config)
+    tuning = results["tuning"]["methods"]["full"]
+    assert tuning["grid"] == [30.0, 9.49, 94.9, 3.0, 300.0]
+    statuses = {t["learning_rate"]: t["status"] for t in tuning["trials"]}
+    assert statuses[300.0] in ("failed", "pruned")
+    run = results["runs"][0]
+    assert run["status"] == "ok" and run["config"]["learning_rate"] == tuning["chosen_learning_rate"]
+    assert math.isfinite(run["metrics"]["test_loss"])

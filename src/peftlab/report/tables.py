@@ -380,6 +380,9 @@ def _tuning_title(tuned: dict[str, Any]) -> str:
     if not tuned:
         return "--tune lr"
     ratio = tuned.get("cost_vs_one_pass")
+    if ratio and "one_pass_steps" in tuned:  # the chosen trial's training is its run's
+        return (f"--tune lr: {tuned['seconds']:.0f} s of trials; {tuned['steps']} training steps in all = {ratio:.2f}× "
+                f"one untuned pass ({tuned['one_pass_steps']} steps)")
     return (f"--tune lr: {tuned['seconds']:.0f} s of tuning"
             + (f" = {ratio:.2f}× one untuned pass ({tuned['one_pass_seconds']:.0f} s)" if ratio else ""))
 

@@ -48,9 +48,15 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f
 
 
 def tuning_summary(tuning: dict, runs: list[dict]) -> dict[str, Any]:
-    """The tuning per method, its total cost in wall seconds, and that cost over one untuned pass (the wall
-    seconds of every method's first-seed run: one run per method, the same work as a study without tuning)."""
+    """The tuning per method, its seconds, and its cost over one untuned pass in training steps: the steps the
+    trials trained plus those the first-seed runs trained themselves (none when a run continued from its chosen
+    trial's checkpoint, as it does), over the steps of one pass (every method's budget once)."""
     seconds = sum(result["seconds"] for result in tuning.values())
-    one_pass = sum(run["timing"]["wall_seconds"] for run in runs if run.get("timing") and run["seed"] == min(r["seed"] for r in runs))
-    return {"methods": tuning, "seconds": seconds, "one_pass_seconds": one_pass,
-            "cost_vs_one_pass": seconds / one_pass if one_pass else None}
+    first = min((run["seed"] for run in runs), default=None)
+    primary = [run for run in runs if run["seed"] == first and run.get("cost")]
+    one_pass = sum(run["cost"].get("budget_steps") or run["cost"].get("train_steps") or 0 for run in primary)
+    own = sum(run["cost"].get("train_steps") or 0 for run in primary
+              if not (run.get("timing") or {}).get("resumed_from_epoch"))
+    steps = sum(result.get("steps", 0) for result in tuning.values()) + own
+    return {"methods": tuning, "seconds": seconds, "steps": steps, "one_pass_steps": one_pass,
+            "cost_vs_one_pass": steps / one_pass if one_pass else None}

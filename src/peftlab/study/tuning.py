@@ -18,6 +18,7 @@ unfinished ones train again (from their start: trials keep no epoch checkpoints)
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from peftlab.methods import get_method
 from peftlab.study.run import build_run
 from peftlab.study.runs import RunSpec
 from peftlab.train import train
+from peftlab.train.checkpoint import load_checkpoint
 
 
 def learning_rate_grid(default: float, points: int) -> list[float]:
@@ -53,6 +55,7 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
         trials = []
         for learning_rate in grid:
             spec = RunSpec(method, config.seed, learning_rate, phase="tune", primary=False)
+            checkpoint = trial_checkpoint(context.out, spec)
             row = store.run(spec.key) if store is not None else None
             if row is not None and row["status"] in ("ok", "pruned", "failed", "refused"):
                 record = row["record"]
@@ -61,15 +64,27 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
                 if store is not None:
                     store.start(spec.key, spec.phase, spec.method, spec.seed, spec.learning_rate)
                 context.progress.run_started(f"tune {spec.method} lr={spec.learning_rate:.3g}")
-                record = run_trial(context, spec, optuna_study, distribution)
+                record = run_trial(context, spec, optuna_study, distribution, checkpoint)
                 if store is not None:
                     store.finish(spec.key, record, record["seconds"])
             trials.append(record)
             if record["status"] == "refused":  # every rate would be refused: the method does not fit the model
                 break
-        results[method] = {"grid": grid, "trials": trials, "chosen_learning_rate": choose(trials),
-                           "seconds": sum(trial["seconds"] for trial in trials)}
+        chosen = choose(trials)
+        for trial in trials:  # the chosen trial's checkpoint is its run's; the others are not needed any more
+            if trial["learning_rate"] != chosen:
+                shutil.rmtree(trial_checkpoint(context.out, RunSpec(method, config.seed, trial["learning_rate"])).parent,
+                              ignore_errors=True)
+        results[method] = {"grid": grid, "trials": trials, "chosen_learning_rate": chosen,
+                           "seconds": sum(trial["seconds"] for trial in trials),
+                           "steps": sum(trial.get("steps", 0) for trial in trials)}
     return results
+
+
+def trial_checkpoint(out, spec: RunSpec):
+    """Where a trial trains: the epoch checkpoint of the study's run at that rate (first seed), so that the chosen
+    trial's training is its run's and the run only tests, saves and probes what the trial trained."""
+    return RunSpec(spec.method, spec.seed, spec.learning_rate, "run", True).checkpoint(out)
 
 
 def choose(trials: list[dict]) -> float | None:
@@ -96,9 +111,10 @@ def pruning_value(scores: dict, key: str) -> float:
     return scores[key] - 1e-6 * scores["loss"]
 
 
-def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, Any]:
-    """Train one trial, reporting each epoch's validation score (the task's selection metric) to Optuna; returns
-    its record (ok, pruned or failed)."""
+def run_trial(context, spec: RunSpec, optuna_study, distribution, checkpoint=None) -> dict[str, Any]:
+    """Train one trial, reporting each validation pass's score (the task's selection metric) to Optuna; returns
+    its record (ok, pruned or failed). With ``checkpoint`` it trains there (:func:`trial_checkpoint`): a trial
+    interrupted earlier continues from its last epoch, its passes so far reported to the pruner first."""
     optuna_study.enqueue_trial({"learning_rate": spec.learning_rate})
     trial = optuna_study.ask({"learning_rate": distribution})
     study, accelerator = context.study, context.accelerator
@@ -114,9 +130,12 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
 
     start = time.perf_counter()
     try:
+        saved = load_checkpoint(checkpoint, warn=False)
+        for evaluation, scores in enumerate(saved["outcome"]["validation"] if saved else [], 1):
+            report(evaluation, scores)  # what the interrupted trial had measured, as the pruner saw it
         model, _, train_config = build_run(study, spec.method, spec, accelerator, len(context.encoded["train"]))
-        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, on_evaluation=report,
-              on_step=context.progress.step if context.progress.shows_steps else None)
+        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, checkpoint,
+              on_evaluation=report, on_step=context.progress.step if context.progress.shows_steps else None)
     except optuna.TrialPruned:
         record["status"] = "pruned"
     except MethodNotApplicable as error:  # the run itself will be refused with the same reason
@@ -130,6 +149,7 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution) -> dict[str, A
         release_free_memory()
     record["seconds"] = time.perf_counter() - start
     record["evaluations"] = len(record["validation"])
+    record["steps"] = max((row.get("step", 0) for row in record["validation"]), default=0)  # steps it trained
     if record["validation"]:
         record["best_validation"] = max(record["validation"], key=lambda v: (v[objective], -v["loss"]))
     state = {"ok": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED,

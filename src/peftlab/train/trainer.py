@@ -103,8 +103,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
-    ``on_evaluation(evaluation, validation_scores)`` is called after every evaluation (numbered from 1; tuning
-    reports and prunes through it), ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's
+    ``on_evaluation(evaluation, row)`` is called after every evaluation (numbered from 1; ``row``: its entry of
+    ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it), ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's
     progress display)."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
@@ -121,7 +121,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     saved = load_checkpoint(checkpoint)
     if saved is not None and resume(saved, model, optimizer, scheduler, generator, checkpoint):
         outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
-        first_epoch = saved["epoch"] + 1
+        first_epoch = saved["epoch"] + 1 if not outcome.stopped else epochs + 1  # stopped early: nothing left
     progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process and on_step is None else True)
     for epoch in range(first_epoch, epochs + 1):
         model.train()
@@ -157,13 +157,13 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
                     outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
                                        "evaluation": len(outcome.validation), "patience": config.patience,
                                        "best_evaluation": outcome.best_evaluation}
-                if outcome.steps == min(epoch * len(loader), total_steps) and not outcome.stopped:  # epoch's end
-                    if checkpoint is not None and accelerator.is_main_process:
+                if outcome.steps == min(epoch * len(loader), total_steps) or outcome.stopped:  # epoch's end, or stop
+                    if checkpoint is not None and accelerator.is_main_process:  # a stopped run resumes as finished
                         save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator,
                                         outcome, best_score, best_state)
                     accelerator.wait_for_everyone()
                 if on_evaluation is not None:  # after the checkpoint: a trial pruned here has its epoch saved
-                    on_evaluation(len(outcome.validation), scores)
+                    on_evaluation(len(outcome.validation), outcome.validation[-1])
                 model.train()
                 start = time.perf_counter()
             if outcome.steps >= total_steps or outcome.stopped:
