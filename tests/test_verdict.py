@@ -233,3 +233,17 @@ def test_the_reports_lead_with_the_verdict_and_the_advisor_is_checked_against_it
     assert inconclusive == {"status": "not_checked", "reason": "the verdict is inconclusive: x"}
     full = advisor_check({"decision": "full"}, results["runs"], verdict={"decision": "full", "tolerance_points": 1})
     assert full["agrees"] and not full["within_tolerance"]
+
+
+def test_the_comparison_shows_the_budget_used_only_when_early_stopping_ended_a_run():
+    results = results_json()
+    console = Console(record=True, width=300)
+    print_table(results, console)
+    assert "budget used" not in console.export_text()
+    results["runs"][1]["stopped"] = {"reason": "early_stopping", "step": 30, "evaluation": 3, "patience": 2,
+                                     "best_evaluation": 1}
+    results["runs"][1]["cost"].update(budget_steps=60, budget_used=0.5)
+    console = Console(record=True, width=300)
+    print_table(results, console)
+    text = console.export_text()
+    assert "budget used" in text and "50% (stopped)" in text

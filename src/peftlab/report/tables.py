@@ -126,7 +126,8 @@ def table_title(results: dict[str, Any]) -> str:
 METRIC_KEYS = ("accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch", "exact_match",
                "normalized_match", "validation_exact_match", "test_perplexity", "accuracy_unnormalized")
 COST_KEYS = ("trainable_params", "total_params", "optimizer_state_bytes", "peak_memory_bytes", "train_seconds",
-             "train_tokens", "train_tokens_per_second", "train_steps", "checkpoint_bytes", "inference_ms_per_example")
+             "train_tokens", "train_tokens_per_second", "train_steps", "budget_steps", "budget_used", "checkpoint_bytes",
+             "inference_ms_per_example")
 COST_TITLES = {"trainable_params": "trainable", "optimizer_state_bytes": "optimizer state",
                "peak_memory_bytes": "peak memory", "train_seconds": "train s", "train_tokens_per_second": "tokens/s",
                "checkpoint_bytes": "checkpoint", "inference_ms_per_example": "infer ms/ex"}
@@ -140,6 +141,8 @@ def comparison(results: dict[str, Any]) -> ReportTable:
     metric_keys = list(dict.fromkeys([first, second, *METRIC_KEYS,
                                       *(key for run in runs for key in (run.get("metrics") or {}))]))
     titles = {first: first_title, second: second_title, **COST_TITLES}
+    if any(run.get("stopped") for run in runs):  # early stopping ended a run: the share of its budget it trained
+        titles["budget_used"] = "budget used"
     columns = [Column("method", "method", "left"), Column("seed"), Column("status"), Column("reason"),
                *(Column(key, titles.get(key, "")) for key in (*metric_keys, *COST_KEYS))]
     rows = [_comparison_row(results, index, run, first, second, metric_keys) for index, run in enumerate(runs)]
@@ -174,6 +177,8 @@ def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], fi
         "checkpoint_bytes": human_bytes(cost["checkpoint_bytes"]),
         "inference_ms_per_example": fixed(cost["inference_ms_per_example"], 2),  # None: latency not measured
     }
+    if isinstance(cost.get("budget_used"), (int, float)):
+        row.cells["budget_used"] = f"{100 * cost['budget_used']:.0f}%" + (" (stopped)" if run.get("stopped") else "")
     return row
 
 
