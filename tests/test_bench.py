@@ -218,6 +218,7 @@ def test_strings_from_the_suite_and_its_data_stay_inert_in_the_suite_table():
             "vs_full": None}
     tasks = [{"name": hostile, "family": hostile, "test_majority_share": 0.5, "methods": {"full": cell, "lora": cell},
               "advisor": {"call": hostile, "best_peft_method": hostile, "gap_points": 1.0, "agrees": True},
+              "verdict": {"decision": hostile, "conclusive": False, "reason": hostile},
               "train_examples": 10, "metric": hostile, "run_seconds": 1.0, "wall_seconds": 2.0}]
     table = {"suite": {"name": hostile, "model": hostile, "seeds": 1, "tasks": [hostile], "description": hostile,
                        "compare": {"text_column": hostile}},

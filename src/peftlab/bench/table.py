@@ -51,8 +51,17 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
     return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
             "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
             "test_majority_share": (study.get("task") or {}).get("test_majority_share"),
-            "methods": methods, "advisor": _advisor(results), "wall_seconds": wall_seconds,
+            "methods": methods, "advisor": _advisor(results), "verdict": _verdict(results), "wall_seconds": wall_seconds,
             "run_seconds": sum((run.get("timing") or {}).get("wall_seconds") or 0.0 for run in runs)}
+
+
+def _verdict(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's verdict (peftlab.study.verdict): decision, whether conclusive, the first reason."""
+    verdict = results.get("verdict")
+    if not isinstance(verdict, dict):
+        return None
+    return {"decision": verdict.get("decision"), "conclusive": verdict.get("conclusive"),
+            "reason": (verdict.get("reasons") or [""])[0]}
 
 
 def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -147,7 +156,8 @@ def suite_markdown(table: dict[str, Any]) -> str:
     lines += ["`runs s`: the runs' own wall seconds summed (a resumed run counts from its last checkpoint); `wall s`: "
               "the invocation that finished the task, diagnosis included (shorter when earlier invocations had "
               "finished some of its runs).", ""]
-    lines += [markdown_table(["task", "train examples", "metric", "best PEFT", "gap to full (pts)", "advisor",
+    lines += ["`verdict`: the study's decision (docs/VERDICT.md); `inconclusive` says why in `suite.json`.", ""]
+    lines += [markdown_table(["task", "train examples", "metric", "verdict", "best PEFT", "gap to full (pts)", "advisor",
                               "advisor agrees", "runs s", "wall s"], [_task_row(task) for task in tasks]), ""]
     return "\n".join(lines)
 
@@ -155,7 +165,9 @@ def suite_markdown(table: dict[str, Any]) -> str:
 def _task_row(task: dict[str, Any]) -> list[Any]:
     advisor = task["advisor"] or {}
     agrees = advisor.get("agrees")
-    return [task["name"], task["train_examples"] or "-", task["metric"], advisor.get("best_peft_method") or "-",
+    verdict = task.get("verdict") or {}
+    return [task["name"], task["train_examples"] or "-", task["metric"], verdict.get("decision") or "-",
+            advisor.get("best_peft_method") or "-",
             _points(advisor.get("gap_points")), advisor.get("call") or advisor.get("reason", "-"),
             "-" if agrees is None else ("yes" if agrees else "no"), f"{task.get('run_seconds') or 0:.0f}",
             "-" if task["wall_seconds"] is None else f"{task['wall_seconds']:.0f}"]
