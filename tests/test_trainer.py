@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 
 from conftest import TINY_LABELS
+from peftlab.measure import PeakMemory
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
 from peftlab import CompareConfig, compare
@@ -166,3 +167,20 @@ def test_compare_records_a_diverged_run_as_failed_and_goes_on(tiny_bert_dir, tin
     assert 0 <= head["metrics"]["accuracy"] <= 1
     assert (out / "runs" / "head" / "peftlab_run.json").is_file()
     assert results["runs"][1]["status"] == "ok"
+
+
+def test_the_peak_memory_of_checkpointed_training_survives_a_resume(load_tiny_bert, tiny_data, tmp_path):
+    """A run that continues a finished checkpoint (a learning-rate trial's) trains nothing itself: the peak it
+    reports is the one the checkpointed training measured."""
+    encoded, tokenizer, task = tiny_data
+    config = TrainConfig(learning_rate=1e-3, epochs=2, batch_size=BATCH)
+    checkpoint = tmp_path / "run" / "last"
+    with PeakMemory("cpu") as peak:
+        first = train(get_method("full").apply(load_tiny_bert(), {}), encoded, tokenizer, config,
+                      Accelerator(cpu=True), task.num_labels, checkpoint, memory=peak)
+    assert first.peak_memory_bytes > 0 and first.peak_memory_bytes <= peak.peak_bytes
+    with PeakMemory("cpu") as again:
+        resumed = train(get_method("full").apply(load_tiny_bert(), {}), encoded, tokenizer, config,
+                        Accelerator(cpu=True), task.num_labels, checkpoint, memory=again)
+    assert resumed.steps == first.steps and resumed.peak_memory_bytes == first.peak_memory_bytes
+    assert resumed.validation == first.validation

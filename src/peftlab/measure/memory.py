@@ -54,6 +54,12 @@ class PeakMemory:
             self._max_rss = max(self._max_rss, self._process.memory_info().rss)
             self._stop.wait(self.interval_seconds)
 
+    def so_far(self) -> int:
+        """The peak measured up to now, inside the block (what a checkpoint keeps across a resume)."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return int(self._max_rss - self._baseline) if self._thread is not None else 0
+
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

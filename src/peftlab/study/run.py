@@ -102,7 +102,7 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
             trainable_params, total_params = parameter_counts(model)
         with phases("train"):  # includes the validation pass after every epoch
             outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels,
-                            run.checkpoint(out), on_step=on_step)
+                            run.checkpoint(out), on_step=on_step, memory=peak)
     model = accelerator.unwrap_model(model)
     with phases("test"):
         test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size,
@@ -114,7 +114,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
                                                                outcome.best_epoch)
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
-        "optimizer_state_bytes": outcome.optimizer_state_bytes, "peak_memory_bytes": peak.peak_bytes,
+        "optimizer_state_bytes": outcome.optimizer_state_bytes,
+        "peak_memory_bytes": max(peak.peak_bytes, outcome.peak_memory_bytes),  # with the checkpointed training's
         "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
         "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
         "budget_steps": outcome.total_steps, "budget_used": outcome.steps / outcome.total_steps,

@@ -26,7 +26,7 @@ import optuna
 
 from peftlab.errors import MethodNotApplicable
 from peftlab.files import trial_objective
-from peftlab.measure import release_free_memory
+from peftlab.measure import PeakMemory, release_free_memory
 from peftlab.methods import get_method
 from peftlab.study.run import build_run
 from peftlab.study.runs import RunSpec
@@ -133,9 +133,11 @@ def run_trial(context, spec: RunSpec, optuna_study, distribution, checkpoint=Non
         saved = load_checkpoint(checkpoint, warn=False)
         for evaluation, scores in enumerate(saved["outcome"]["validation"] if saved else [], 1):
             report(evaluation, scores)  # what the interrupted trial had measured, as the pruner saw it
-        model, _, train_config = build_run(study, spec.method, spec, accelerator, len(context.encoded["train"]))
-        train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels, checkpoint,
-              on_evaluation=report, on_step=context.progress.step if context.progress.shows_steps else None)
+        with PeakMemory(accelerator.device) as peak:  # kept in the checkpoint: the run that continues it reports it
+            model, _, train_config = build_run(study, spec.method, spec, accelerator, len(context.encoded["train"]))
+            train(model, context.encoded, study.tokenizer, train_config, accelerator, study.task.num_labels,
+                  checkpoint, on_evaluation=report,
+                  on_step=context.progress.step if context.progress.shows_steps else None, memory=peak)
     except optuna.TrialPruned:
         record["status"] = "pruned"
     except MethodNotApplicable as error:  # the run itself will be refused with the same reason

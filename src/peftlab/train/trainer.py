@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from peftlab.evaluate import evaluate_split
-from peftlab.measure import optimizer_state_bytes
+from peftlab.measure import PeakMemory, optimizer_state_bytes
 from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from peftlab.tasks.encode import counted_tokens, train_loader
 
@@ -63,6 +63,7 @@ class TrainOutcome:
     best_evaluation: int = 0  # its position in `validation`, from 1
     total_steps: int = 0  # the budget in steps; `steps` < `total_steps` when the run stopped early
     stopped: dict | None = None  # early stopping: {reason, step, evaluation, patience, best_evaluation}
+    peak_memory_bytes: int = 0  # the caller's peak memory measurement at the last checkpoint (kept across resumes)
     train_loss: list[float] = field(default_factory=list)  # per step
     validation: list[dict] = field(default_factory=list)  # per evaluation: {epoch, step, progress, scores...}
 
@@ -99,13 +100,14 @@ def evaluations_since_best(outcome: TrainOutcome) -> int:
 
 def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
           checkpoint: Path | None = None, on_evaluation: Callable[[int, dict], None] | None = None,
-          on_step: Callable[[int, int, int, int], None] | None = None) -> TrainOutcome:
+          on_step: Callable[[int, int, int, int], None] | None = None, memory: PeakMemory | None = None) -> TrainOutcome:
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
     ``on_evaluation(evaluation, row)`` is called after every evaluation (numbered from 1; ``row``: its entry of
     ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it), ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's
-    progress display)."""
+    progress display). ``memory``, the caller's peak memory measurement, is saved with every checkpoint, so that a
+    run continued from one (a learning-rate trial's, say) still reports the peak of the training it continues."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
     generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
@@ -158,6 +160,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
                                        "evaluation": len(outcome.validation), "patience": config.patience,
                                        "best_evaluation": outcome.best_evaluation}
                 if outcome.steps == min(epoch * len(loader), total_steps) or outcome.stopped:  # epoch's end, or stop
+                    if memory is not None:
+                        outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory.so_far())
                     if checkpoint is not None and accelerator.is_main_process:  # a stopped run resumes as finished
                         save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator,
                                         outcome, best_score, best_state)
