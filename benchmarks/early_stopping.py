@@ -60,7 +60,8 @@ def main() -> None:
     for run in new["runs"]:
         before = rows.get(run["method"])
         if run["status"] != "ok" or before is None:
-            print(f"{run['method']:<16} {run['status']} (new) / {before['status'] if before else 'missing'} (old)")
+            print(f"{run['method']:<16} {run['status']} (new) / {before['status'] if before else 'missing'} (old): "
+                  f"{run.get('reason', '')[:300]}")
             continue
         delta = 100 * (run["metrics"]["accuracy"] - before["metrics"]["accuracy"])
         ratio = run["cost"]["train_seconds"] / before["cost"]["train_seconds"]
