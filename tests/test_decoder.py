@@ -182,7 +182,7 @@ def test_bitfit_and_head_refuse_a_llama_clearly(tiny_llama_dir):
 def test_match_scores():
     assert normalize_answer("  The Blue, sky! ") == "blue sky"
     scores = match_scores(["blue", "The green.", "red"], [["blue"], ["green"], ["white", "black"]])
-    assert scores == {"exact_match": pytest.approx(1 / 3), "normalized_match": pytest.approx(2 / 3)}
+    assert scores == {"exact_match": pytest.approx(1 / 3), "normalized_match": pytest.approx(2 / 3), "correct": "100"}
 
 
 def test_generation_is_learned_and_scored_by_exact_match(tiny_llama_dir, colour_jsonl, smollm_tokenizer):
