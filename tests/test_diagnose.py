@@ -218,10 +218,17 @@ def test_compare_runs_the_diagnosis_and_checks_the_advisor(tiny_bert_dir, tiny_t
     from peftlab import CompareConfig, compare
 
     out = tmp_path / "cmp"
+    rates = tmp_path / "rates.yaml"  # rates at which both learn the tiny task in 60 steps
+    rates.write_text("full: {learning_rate: 0.001}\nlora: {learning_rate: 0.005}\n")
+    # on 12 test examples the verdict's interval spans 30-60 points: a 50-point tolerance lets it decide, which is
+    # what checking the advisor against it needs here
     results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
-                                    max_steps=2, batch_size=8, robustness=False, out=str(out)))
+                                    max_steps=60, batch_size=16, robustness=False, out=str(out),
+                                    method_config=str(rates), tolerance=50.0))
     assert "diagnosis_failed" not in results, results.get("diagnosis_failed")
+    assert results["verdict"]["conclusive"], (results["verdict"]["reasons"], [r["metrics"] for r in results["runs"]])
     assert results["diagnosis"] == "diagnosis.json" and results["advisor_check"]["status"] == "checked"
+    assert results["advisor_check"]["against"] == "verdict"
     saved = json.loads((out / "results.json").read_text())
     assert saved["advisor_check"] == results["advisor_check"]
     assert saved["recommendation"]["decision"] in ("full", "peft")
