@@ -141,21 +141,39 @@ def test_evaluation_steps_are_evenly_spaced_and_end_each_epoch():
     assert evaluation_steps(3, 6, 4) == {1, 2, 3, 4, 5, 6}  # more passes than steps: one after each step
 
 
-def test_early_stopping_stops_a_flat_run_and_keeps_its_best_state(load_tiny_bert, tiny_bert_dir, tiny_task_csv):
-    """A learning rate of zero: validation never improves after the first pass, so patience 2 stops the run at
-    its third pass (of 8) with the first pass's state."""
+def scripted(accuracies: list[float]):
+    """A validation 'evaluation' that returns these accuracies in turn (then the last one again)."""
+    calls = []
+
+    def evaluate(model, dataset, tokenizer, batch_size, device, num_labels, desc):
+        calls.append(desc)
+        value = accuracies[min(len(calls), len(accuracies)) - 1]
+        return {"accuracy": value, "macro_f1": value, "loss": 1 - value}
+
+    return evaluate
+
+
+def test_early_stopping_stops_a_run_that_stopped_improving_and_keeps_its_best_state(load_tiny_bert, tiny_bert_dir,
+                                                                                     tiny_task_csv):
+    """Validation 0.5, 0.6, then flat: patience 2 stops the run at its fourth pass (of 8) with the second pass's
+    state. A run still on its first score (0.5 throughout: the starting plateau) is never stopped."""
     tokenizer = load_tokenizer(resolve_model(str(tiny_bert_dir)))
     task = load_task(str(tiny_task_csv), seed=0)
     encoded = encode_task(task, tokenizer, max_length=64)
-    model = get_method("head").apply(load_tiny_bert(), {})
-    config = TrainConfig(learning_rate=0.0, epochs=4, batch_size=16, evaluations_per_epoch=2, patience=2)
-    outcome = train(model, encoded, tokenizer, config, Accelerator(cpu=True), task.num_labels)
-    assert outcome.stopped == {"reason": "early_stopping", "step": outcome.steps, "evaluation": 3, "patience": 2,
-                               "best_evaluation": 1}
-    assert len(outcome.validation) == 3 and outcome.steps < outcome.total_steps
+    config = TrainConfig(learning_rate=1e-3, epochs=4, batch_size=16, evaluations_per_epoch=2, patience=2,
+                         evaluate=scripted([0.5, 0.6, 0.6]))
+    outcome = train(get_method("head").apply(load_tiny_bert(), {}), encoded, tokenizer, config,
+                    Accelerator(cpu=True), task.num_labels)
+    assert outcome.stopped == {"reason": "early_stopping", "step": outcome.steps, "evaluation": 4, "patience": 2,
+                               "best_evaluation": 2}
+    assert len(outcome.validation) == 4 and outcome.steps < outcome.total_steps and outcome.best_evaluation == 2
     steps_per_epoch = math.ceil(len(encoded["train"]) / 16)
     assert [row["step"] for row in outcome.validation] == sorted(evaluation_steps(steps_per_epoch,
-                                                                                   outcome.total_steps, 2))[:3]
+                                                                                   outcome.total_steps, 2))[:4]
+    config.evaluate = scripted([0.5])
+    plateau = train(get_method("head").apply(load_tiny_bert(), {}), encoded, tokenizer, config,
+                    Accelerator(cpu=True), task.num_labels)
+    assert plateau.stopped is None and plateau.steps == plateau.total_steps and len(plateau.validation) == 8
 
 
 def _random_label_csv(folder):

@@ -5,6 +5,9 @@ batches with dynamic padding; validation ``evaluations_per_epoch`` times per epo
 epoch's end), the best evaluation's trainable state kept. With ``patience``, a run whose validation score has not
 improved for that many evaluations stops there (early stopping; the schedule stays the one of the whole budget, so
 the run is the same as without it up to where it stopped) and records where and why in ``TrainOutcome.stopped``.
+Only a run that has improved on its first evaluation can stop: one still on its starting plateau (often the
+majority class, for a while after warm-up) has not converged, and stopping it there cost full fine-tuning 6.3
+points in benchmarks/early_stopping.py (docs/VERDICT.md).
 It runs on `accelerate` (CPU, one GPU, or several processes). Methods differ only in which parameters
 require gradients: the loop has no per-method branches. Measurement is a few explicit lines.
 """
@@ -154,7 +157,7 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
                 if scores[config.selection_metric] > best_score:
                     best_score, best_state = scores[config.selection_metric], trainable_state(model)
                     outcome.best_epoch, outcome.best_evaluation = epoch, len(outcome.validation)
-                if (config.patience and outcome.steps < total_steps
+                if (config.patience and outcome.steps < total_steps and outcome.best_evaluation > 1
                         and evaluations_since_best(outcome) >= config.patience):
                     outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
                                        "evaluation": len(outcome.validation), "patience": config.patience,
