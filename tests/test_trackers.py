@@ -58,7 +58,7 @@ def test_a_study_is_logged_to_tensorboard_and_mlflow(tiny_bert_dir, tiny_task_cs
         assert list(steps) == list(range(1, last + 1))
         assert list(values) == pytest.approx(losses, rel=1e-6)  # event files hold float32
         assert scalar_series(events, "validation/accuracy") == [
-            (entry["epoch"], pytest.approx(entry["accuracy"], rel=1e-6)) for entry in validation]
+            (entry["step"], pytest.approx(entry["accuracy"], rel=1e-6)) for entry in validation]  # at its step
         assert scalar_series(events, "metrics/accuracy") == [(last, pytest.approx(run["metrics"]["accuracy"]))]
         assert scalar_series(events, "metrics/macro_f1") == [(last, pytest.approx(run["metrics"]["macro_f1"]))]
         assert scalar_series(events, "cost/trainable_params") == [(last, run["cost"]["trainable_params"])]
@@ -70,7 +70,7 @@ def test_a_study_is_logged_to_tensorboard_and_mlflow(tiny_bert_dir, tiny_task_cs
         history = client.get_metric_history(run_id, "train/loss")
         assert [(metric.step, metric.value) for metric in history] == list(enumerate(losses, start=1))
         assert [(metric.step, metric.value) for metric in client.get_metric_history(run_id, "validation/loss")] == [
-            (entry["epoch"], entry["loss"]) for entry in validation]
+            (entry["step"], entry["loss"]) for entry in validation]
         assert mlflow_run.data.metrics["metrics/accuracy"] == run["metrics"]["accuracy"]
         assert mlflow_run.data.metrics["metrics/test_loss"] == run["metrics"]["test_loss"]
         assert mlflow_run.data.metrics["cost/train_tokens"] == run["cost"]["train_tokens"]
