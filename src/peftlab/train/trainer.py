@@ -108,8 +108,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
     ``on_evaluation(evaluation, row)`` is called after every evaluation (numbered from 1; ``row``: its entry of
-    ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it), ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's
-    progress display). ``memory``, the caller's peak memory measurement, is saved with every checkpoint, so that a
+    ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it),
+    ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's progress display). ``memory``, the caller's peak memory measurement, is saved with every checkpoint, so that a
     run continued from one (a learning-rate trial's, say) still reports the peak of the training it continues."""
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
