@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from peftlab.methods import trains
+
 THRESHOLDS: dict[str, float] = {
     "uncovered_char_rate": 0.2,  # share of word characters outside well-covered scripts
     "fertility_ratio": 1.6,  # task tokens per word / reference tokens per word
@@ -171,7 +173,7 @@ def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_po
     ok = {method: sum(values) / len(values) for method, values in per_method.items()}
     if "full" not in ok:
         return {"status": "not_checked", "reason": "no successful full fine-tuning run to compare with"}
-    peft = {m: a for m, a in ok.items() if m != "full"}
+    peft = {m: a for m, a in ok.items() if m != "full" and trains(m)}  # not the zero-shot floor
     if not peft:
         return {"status": "not_checked", "reason": "no successful PEFT run to compare with"}
     best = max(peft, key=peft.get)

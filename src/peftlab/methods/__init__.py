@@ -10,6 +10,7 @@ from peftlab.methods.registry import (
     read_method_config,
     register_method,
     registered_method,
+    trains,
     unregister_method,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "read_method_config",
     "register_method",
     "registered_method",
+    "trains",
     "unregister_method",
 ]

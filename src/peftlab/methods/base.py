@@ -100,6 +100,7 @@ class Method:
     # the ranges of the settings whose type alone does not say what works (r >= 1, a dropout in [0, 1]); the type
     # of every setting is checked against the settings class's annotations (check_settings)
     setting_ranges: dict[str, SettingRange] = field(default_factory=dict)
+    trains: bool = True  # False: nothing trains (zero-shot), the run evaluates the model as it is, once
     source: str = "peftlab"  # whose implementation trains: "peft" (HF peft's) or "peftlab" (its own)
     # the task kinds (tasks/kinds.py names) it runs on; empty: none (it is refused everywhere)
     task_kinds: tuple[str, ...] = ("classification", "multiple-choice", "generation")
@@ -169,6 +170,12 @@ class Method:
         """The settings of one run whose length is ``total_steps`` optimizer steps (AdaLoRA's ``total_step``); the
         keys in ``overrides`` were set by the user and stay. Most methods do not depend on the run's length."""
         return settings
+
+    def bind_task(self, model: nn.Module, settings: dict[str, Any], label_names: list[str] | None, tokenizer,
+                  max_length: int) -> nn.Module:
+        """The applied model (on its device) made ready for the task's labels, for a method that reads them itself
+        (zero-shot embeds each label's text); most methods return it unchanged."""
+        return model
 
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
         """Return the trainable model: parameters to train have requires_grad=True, all others False."""

@@ -22,16 +22,20 @@ from peftlab.methods.full import FULL
 from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import DORA, IA3, LORA, PREFIX, PROMPT
 from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS
+from peftlab.methods.zero_shot import ZERO_SHOT
 
 BUILTIN_METHODS: tuple[Method, ...] = (FULL, HEAD, BITFIT, LORA, DORA, IA3, PROMPT, PREFIX, ADAPTER)
+# methods that train nothing: the floor of a comparison (methods/zero_shot.py)
+BASELINE_METHODS: tuple[Method, ...] = (ZERO_SHOT,)
 
 # Changed only by register_method / unregister_method, in place: modules that imported it see every change.
-METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS + PEFT_TUNER_METHODS}
+METHODS: dict[str, Method] = {m.name: m for m in BUILTIN_METHODS + BASELINE_METHODS + PEFT_TUNER_METHODS}
 
 # peftlab's own nine methods (the others are generated from peft's registry, methods/peft_tuners.py)
 PEFTLAB_METHODS: tuple[str, ...] = tuple(m.name for m in BUILTIN_METHODS)
 
-DEFAULT_METHODS = ("full", "head", "bitfit", "lora", "adapter", "prompt", "ia3")
+# zero-shot first: the floor every trained method is read against (it trains nothing, so it costs one evaluation)
+DEFAULT_METHODS = ("zero-shot", "full", "head", "bitfit", "lora", "adapter", "prompt", "ia3")
 
 # a name is a folder (OUT/runs/<name>), a --methods item (comma-separated) and a YAML key
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -56,7 +60,7 @@ def register_method(method: Method) -> Method:
 
 def unregister_method(name: str) -> Method:
     """Remove a method added with register_method and return it; the built-in methods cannot be removed."""
-    if name in {m.name for m in BUILTIN_METHODS + PEFT_TUNER_METHODS}:
+    if name in {m.name for m in BUILTIN_METHODS + BASELINE_METHODS + PEFT_TUNER_METHODS}:
         raise MethodError(f"method '{name}' is built in and cannot be unregistered")
     if name not in METHODS:
         raise MethodError(f"method '{name}' is not registered")
@@ -71,6 +75,12 @@ def registered_method(method: Method) -> Iterator[Method]:
         yield method
     finally:
         unregister_method(method.name)
+
+
+def trains(name: str) -> bool:
+    """Whether the method called ``name`` trains anything; an unknown name (a method registered only in another
+    process) is taken to train."""
+    return METHODS[name].trains if name in METHODS else True
 
 
 def get_method(name: str) -> Method:

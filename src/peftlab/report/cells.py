@@ -33,6 +33,8 @@ def human_count(value: float | None) -> str:
 def percent(share: float) -> str:
     """A share as a plain percentage with two significant digits for small values: 100%, 1.5%, 0.0034%."""
     value = 100 * share
+    if value == 0:
+        return "0%"
     if value >= 10:
         return f"{value:.0f}%"
     return f"{value:.2g}%" if value >= 1e-4 else f"{value:.1e}%"

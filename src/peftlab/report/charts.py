@@ -20,6 +20,7 @@ matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
+from peftlab.methods import trains  # noqa: E402
 from peftlab.report.cells import human_bytes, human_count  # noqa: E402
 from peftlab.report.tables import REFERENCE_METHOD, headline_metric  # noqa: E402
 
@@ -117,8 +118,10 @@ def pareto_frontier(points: Iterable[tuple[float, float]]) -> list[int]:
 def pareto_chart(results: dict[str, Any], name: str) -> Figure | None:
     key, label, log, formatter = PARETO_AXES[name]
     metric, words = headline_metric(results)
-    runs = [run for run in ok_runs(results) if isinstance(run["cost"].get(key), (int, float))
-            and run["cost"][key] > 0 and isinstance(run["metrics"].get(metric), (int, float))]
+    measured = [run for run in ok_runs(results) if isinstance(run["metrics"].get(metric), (int, float))]
+    runs = [run for run in measured if trains(run["method"]) and isinstance(run["cost"].get(key), (int, float))
+            and run["cost"][key] > 0]
+    floors = [run for run in measured if not trains(run["method"])]  # zero-shot: a line, the floor, not a point
     if not runs:
         return None
     styles = method_styles(results)
@@ -135,6 +138,9 @@ def pareto_chart(results: dict[str, Any], name: str) -> Figure | None:
                      zorder=3)
         axes.annotate(run["method"], (costs[i], qualities[i]), xytext=(6, 4), textcoords="offset points",
                       fontsize=8, color=fg())
+    for run in floors[:1]:
+        axes.axhline(100 * run["metrics"][metric], color=fg(), linestyle=":", linewidth=1, alpha=0.7,
+                     label=f"{run['method']} (no training)", zorder=1)
     if log:
         axes.set_xscale("log")
     if formatter:  # 1.00K -> 1K, 100.0 MB -> 100 MB on the tick labels

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab.files import DIAGNOSIS_FILE, read_results
+from peftlab.methods import trains
 from peftlab.report.cells import human_bytes, human_count, percent
 from peftlab.report.tables import REFERENCE_METHOD, headline_metric, reference_run
 
@@ -58,9 +59,9 @@ def ok_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def best_peft_run(results: dict[str, Any]) -> dict[str, Any] | None:
-    """The best-scoring run other than FFT (ties: fewer trainable parameters)."""
+    """The best-scoring run other than FFT and the zero-shot floor (ties: fewer trainable parameters)."""
     key, _ = headline_metric(results)
-    candidates = [run for run in ok_runs(results) if run["method"] != REFERENCE_METHOD
+    candidates = [run for run in ok_runs(results) if run["method"] != REFERENCE_METHOD and trains(run["method"])
                   and isinstance(run["metrics"].get(key), (int, float))]
     return max(candidates, key=lambda run: (run["metrics"][key], -run["cost"].get("trainable_params", 0)),
                default=None)
@@ -118,7 +119,11 @@ def verdict_text(results: dict[str, Any]) -> tuple[str, list[str], list[str]] | 
                  "checkpoint_size": "checkpoint"}
         line += "; against full: " + ", ".join(f"{words[key]} ×{value:.3g}" for key, value in ratios.items()
                                                if isinstance(value, (int, float)))
-    return line, [str(reason) for reason in verdict.get("reasons") or []], [str(a) for a in verdict.get("advice") or []]
+    reasons = [str(reason) for reason in verdict.get("reasons") or []]
+    floor = verdict.get("floor")
+    if isinstance(floor, dict) and floor.get("said"):  # the zero-shot floor, and how much of it each method closes
+        reasons.append(str(floor["said"]))
+    return line, reasons, [str(a) for a in verdict.get("advice") or []]
 
 
 def recommendation(diagnosis: dict[str, Any] | None) -> tuple[str, list[str]] | None:

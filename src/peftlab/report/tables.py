@@ -173,7 +173,7 @@ def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], fi
         "optimizer_state_bytes": human_bytes(cost["optimizer_state_bytes"]),
         "peak_memory_bytes": human_bytes(cost["peak_memory_bytes"]),
         "train_seconds": f"{cost['train_seconds']:.1f}",
-        "train_tokens_per_second": f"{cost['train_tokens_per_second']:.0f}",
+        "train_tokens_per_second": f"{cost['train_tokens_per_second']:.0f}" if cost.get("train_steps") else "-",
         "checkpoint_bytes": human_bytes(cost["checkpoint_bytes"]),
         "inference_ms_per_example": fixed(cost["inference_ms_per_example"], 2),  # None: latency not measured
     }

@@ -123,6 +123,9 @@ class StudyOptions:
     method_config: str | None = option(None, "YAML of per-method overrides, e.g. `lora: {r: 16, learning_rate: "
                                        "1e-4}`.")
     out: str = option("runs/compare", "Output folder: results.json and one folder per trained method.")
+    label_descriptions: str | None = option(None, "YAML or JSON file mapping label -> a description, the text whose "
+                                            "embedding stands for the label in zero-shot classification (default: "
+                                            "the label's name).")
     diagnose: bool = option(True, "After the runs: diagnosis signals and the advisor's call, checked against the "
                             "runs (OUT/diagnosis.json).", flag="--diagnose/--no-diagnose")
 

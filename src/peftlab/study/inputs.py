@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from accelerate import Accelerator
 
-from peftlab.errors import ConfigError, ModelError
+from peftlab.errors import ConfigError, MethodError, ModelError
 from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite, load_robust_set
-from peftlab.files import check_writable_folder
-from peftlab.methods import parse_methods, read_method_config
+from peftlab.files import check_writable_folder, error_line
+from peftlab.methods import get_method, parse_methods, read_method_config
+from peftlab.methods.zero_shot import label_texts
 from peftlab.progress import StudyProgress
 from peftlab.models import check_weights, load_config, load_tokenizer, max_positions, resolve_model
 from peftlab.study.config import CompareConfig
@@ -67,6 +69,7 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
         max_train_examples=config.max_train_examples, max_eval_examples=config.max_eval_examples, seed=config.seed,
         task_type=config.task, model_config=model_config,
     )
+    overrides = with_label_descriptions(config, methods, overrides, task.label_names)
     tokenizer = load_tokenizer(model_ref)
     check_vocabulary(config, model_config, tokenizer)
     robust_set = None
@@ -75,6 +78,38 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
     if writes_out:
         check_writable_folder(config.out)
     return Study(config, model_ref, task, tokenizer, methods, overrides, robust_set=robust_set)
+
+
+def with_label_descriptions(config: CompareConfig, methods: list[str], overrides: dict[str, dict[str, Any]],
+                            label_names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """--label-descriptions given to every method with a ``label_descriptions`` setting (zero-shot), unless its
+    --method-config entry sets its own; every method's descriptions checked against the task's labels."""
+    described = read_label_descriptions(config.label_descriptions) if config.label_descriptions else None
+    merged = {name: dict(values) for name, values in overrides.items()}
+    for name in methods:
+        if "label_descriptions" not in get_method(name).setting_names():
+            continue
+        if described is not None:
+            merged.setdefault(name, {}).setdefault("label_descriptions", described)
+        descriptions = merged.get(name, {}).get("label_descriptions")
+        if descriptions is not None:
+            if not label_names:
+                raise ConfigError(f"label descriptions ({name}) are for class labels, and this task has none")
+            try:
+                label_texts(label_names, descriptions)
+            except MethodError as error:
+                raise ConfigError(str(error)) from None
+    return merged
+
+
+def read_label_descriptions(path: str) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # YAML reads JSON too
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read --label-descriptions {path}: {error_line(error)}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ConfigError(f"--label-descriptions {path} must map each label to a text, e.g. `pos: a positive review`")
+    return {str(key): value for key, value in data.items()}
 
 
 def check_budget(config: CompareConfig, model_config) -> None:

@@ -28,6 +28,7 @@ from peftlab.evaluate.robustness import evaluate_robustness
 from peftlab.files import short_reason
 from peftlab.measure import Phases
 from peftlab.measure import release_free_memory
+from peftlab.methods import trains
 from peftlab.tasks.encode import train_loader
 from peftlab.tasks.reference import reference_texts
 
@@ -90,6 +91,8 @@ class EstimateProbe(Probe):
     name = "estimate"
 
     def measure(self, run: TrainedRun) -> dict[str, Any]:
+        if not trains(run.method):
+            raise ProbeSkipped(f"{run.method} trains nothing: there is no training step to estimate")
         config, task = run.study.config, run.study.task
         estimate_task = task.kind.estimate_task
         train = run.encoded["train"]

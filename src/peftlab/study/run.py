@@ -83,11 +83,12 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
         settings = method.run_settings(settings, total_steps(config, train_size, accelerator.num_processes), overrides)
     method.check_applies(base, settings)  # MethodNotApplicable: the run is refused, nothing trains
     model = method.apply(base, settings).to(accelerator.device)
+    model = method.bind_task(model, settings, task.label_names, study.tokenizer, config.max_length)
     train_config = TrainConfig(
         learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
         evaluations_per_epoch=config.evaluations_per_epoch, patience=config.patience,
-        evaluate=kind_evaluation(task.kind).evaluate,
+        evaluate=kind_evaluation(task.kind).evaluate, trains=method.trains,
     )
     return model, {**settings, "learning_rate": learning_rate}, train_config
 
@@ -118,7 +119,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
         "peak_memory_bytes": max(peak.peak_bytes, outcome.peak_memory_bytes),  # with the checkpointed training's
         "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
         "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
-        "budget_steps": outcome.total_steps, "budget_used": outcome.steps / outcome.total_steps,
+        "budget_steps": outcome.total_steps,
+        "budget_used": outcome.steps / outcome.total_steps if outcome.total_steps else None,  # None: trains nothing
         "checkpoint_bytes": directory_bytes(artifact, exclude=TOKENIZER_FILES | {RUN_FILE}) if artifact else None,
         "inference_ms_per_example": None,  # the latency probe's measurement, below
     }

@@ -27,7 +27,7 @@ import optuna
 from peftlab.errors import MethodNotApplicable
 from peftlab.files import trial_objective
 from peftlab.measure import PeakMemory, release_free_memory
-from peftlab.methods import get_method
+from peftlab.methods import get_method, trains
 from peftlab.study.run import build_run
 from peftlab.study.runs import RunSpec
 from peftlab.train import train
@@ -46,6 +46,8 @@ def tune_learning_rates(context, store) -> dict[str, dict[str, Any]]:
     config, study = context.config, context.study
     results = {}
     for method in study.methods:
+        if not trains(method):  # zero-shot: no learning rate to search
+            continue
         configured = study.overrides.get(method, {}).get("learning_rate", get_method(method).learning_rate)
         grid = learning_rate_grid(float(configured), config.tune_points)
         optuna_study = optuna.create_study(

@@ -35,6 +35,7 @@ import math
 from typing import Any
 
 from peftlab.evaluate.stats import Z_95, wilson_interval
+from peftlab.methods import trains
 from peftlab.tasks.kinds import task_kind_of
 
 REFERENCE_METHOD = "full"
@@ -48,15 +49,17 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
     config = header.get("config") or {}
     tolerance = float(config.get("tolerance", DEFAULT_TOLERANCE_POINTS))
     metric = task_kind_of(header.get("task")).quality_metrics[0].key
-    groups = _method_groups(runs, metric)
+    measured = _method_groups(runs, metric)
+    groups = {method: group for method, group in measured.items() if trains(method)}
     verdict: dict[str, Any] = {"decision": "inconclusive", "conclusive": False, "metric": metric,
                                "tolerance_points": tolerance, "reference": None, "best_peft": None,
                                "gap_points": None, "gap_ci95_points": None, "methods": {}, "cost_vs_full": None,
                                "learned": None, "flattened": None, "seeds": {m: len(g) for m, g in groups.items()},
+                               "floor": _floor(measured, groups, metric),
                                "learning_rates": "tuned" if tuned else "fixed defaults", "reasons": [],
                                "advice": [], "next": None}
     if not groups:
-        verdict["reasons"].append("no run finished, so there is nothing to compare")
+        verdict["reasons"].append("no training run finished, so there is nothing to compare")
         verdict["advice"].append("see the failed runs' reasons in results.json and OUT/logs/")
         return verdict
     reference = REFERENCE_METHOD if REFERENCE_METHOD in groups else max(groups, key=lambda m: _mean(groups[m], metric))
@@ -126,6 +129,26 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
     if any(len(group) < 2 for group in (groups[REFERENCE_METHOD], peft[best])):
         verdict["reasons"].append("one seed: the interval covers the test sample, not seed-to-seed variation")
     return verdict
+
+
+def _floor(measured: dict[str, list[dict]], trained: dict[str, list[dict]], metric: str) -> dict[str, Any] | None:
+    """The zero-shot floor (a method that trains nothing) and the share of the floor → full gap each trained method
+    closes (1 = as good as full fine-tuning, 0 = no better than no training); None without such a run."""
+    floors = [method for method in measured if method not in trained]
+    if not floors:
+        return None
+    method = floors[0]
+    value = _mean(measured[method], metric)
+    ceiling = _mean(trained[REFERENCE_METHOD], metric) if REFERENCE_METHOD in trained else None
+    closes = {name: (_mean(group, metric) - value) / (ceiling - value)
+              for name, group in trained.items() if name != REFERENCE_METHOD} \
+        if ceiling is not None and ceiling > value else {}
+    said = f"{method} (no training) scores {metric} {value:.3f}"
+    if ceiling is not None:
+        said += f"; full fine-tuning {ceiling:.3f} ({100 * (ceiling - value):+.1f} points over it)"
+    if closes:
+        said += "; share of that gap closed: " + ", ".join(f"{name} {share:.0%}" for name, share in closes.items())
+    return {"method": method, "value": value, "ceiling": ceiling, "gap_closed": closes, "said": said}
 
 
 def _method_groups(runs: list[dict], metric: str) -> dict[str, list[dict]]:

@@ -54,6 +54,7 @@ class TrainConfig:
     evaluations_per_epoch: int = 1
     patience: int | None = None  # evaluations without a better validation score before the run stops; None: never
     evaluate: Callable | None = None  # the task kind's evaluation (peftlab.evaluate.kinds); None: evaluate_split
+    trains: bool = True  # False (a method that trains nothing: zero-shot): one validation pass, no step
 
 
 @dataclass
@@ -111,6 +112,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it),
     ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's progress display). ``memory``, the caller's peak memory measurement, is saved with every checkpoint, so that a
     run continued from one (a learning-rate trial's, say) still reports the peak of the training it continues."""
+    if not config.trains:
+        return evaluate_as_is(model, encoded, tokenizer, config, accelerator, num_labels, on_evaluation)
     torch.manual_seed(config.seed)
     loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
     generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
@@ -183,6 +186,18 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     outcome.optimizer_state_bytes = optimizer_state_bytes(optimizer)
     restore_trainable_state(model, best_state)
     return outcome
+
+
+def evaluate_as_is(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
+                   on_evaluation: Callable[[int, dict], None] | None = None) -> TrainOutcome:
+    """The outcome of a run that trains nothing: no step, one validation pass of the model as it is (epoch 0)."""
+    scores = (config.evaluate or evaluate_split)(model, encoded["validation"], tokenizer, config.eval_batch_size,
+                                                 accelerator.device, num_labels, "validate")
+    row = {"epoch": 0, "step": 0, "progress": 0.0,
+           **{key: value for key, value in scores.items() if isinstance(value, (int, float))}}
+    if on_evaluation is not None:
+        on_evaluation(1, row)
+    return TrainOutcome(best_epoch=0, best_evaluation=1, validation=[row])
 
 
 def _synchronized_seconds(accelerator: Accelerator, start: float) -> float:
