@@ -59,7 +59,9 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
                                "learning_rates": "tuned" if tuned else "fixed defaults", "reasons": [],
                                "advice": [], "next": None}
     if not groups:
-        verdict["reasons"].append("no training run finished, so there is nothing to compare")
+        verdict["reasons"].append("no run finished, so there is nothing to compare" if not measured else
+                                  "no run that trains finished (only the zero-shot floor), so there is nothing to "
+                                  "compare")
         verdict["advice"].append("see the failed runs' reasons in results.json and OUT/logs/")
         return verdict
     reference = REFERENCE_METHOD if REFERENCE_METHOD in groups else max(groups, key=lambda m: _mean(groups[m], metric))
