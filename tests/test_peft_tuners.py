@@ -4,6 +4,8 @@ back through ``PeftModel.from_pretrained`` with identical logits; a refused tune
 
 from __future__ import annotations
 
+import json
+
 import copy
 
 import pytest
@@ -94,5 +96,10 @@ def test_a_study_gives_adalora_its_total_steps_and_refuses_what_cannot_run(tiny_
     runs = {r["method"]: r for r in results["runs"]}
     assert runs["adalora"]["status"] == "ok", runs["adalora"].get("reason")
     assert runs["adalora"]["config"]["total_step"] == 3  # the run's length, not the placeholder default
+    # the loop called update_and_allocate after every step: at the last one AdaLoRA fixed its ranks, which peft
+    # saves as the adapter's rank_pattern (None when the allocation never ran)
+    saved = json.loads((tmp_path / runs["adalora"]["artifact"] / "adapter_config.json").read_text())
+    assert isinstance(saved["rank_pattern"], dict) and saved["rank_pattern"]
+    assert sum(sum(mask) for mask in saved["rank_pattern"].values()) <= 8 * len(saved["rank_pattern"])  # target_r
     assert runs["loha"]["status"] == "ok", runs["loha"].get("reason")
     assert runs["xlora"]["status"] == "refused" and TUNER_REFUSALS["XLORA"] in runs["xlora"]["reason"]

@@ -34,7 +34,7 @@ from peftlab.export import ExportConfig, export
 from peftlab.export.table import print_export
 from peftlab.files import RESULTS_FILE, jsonable
 from peftlab.methods import METHODS
-from peftlab.options import config_from_mapping, config_from_sources, config_yaml
+from peftlab.options import config_from_mapping, config_from_sources, config_yaml, split_list
 from peftlab.quiet import quiet_libraries
 from peftlab.recipe import compare as run_compare
 from peftlab.report import print_table
@@ -289,7 +289,7 @@ def estimate_command(
     """Estimate what each method costs at the target scale, from the model's config alone (no weights)."""
 
 
-    names = [name.strip() for name in methods.split(",") if name.strip()]
+    names = split_list(methods)
     settings = EstimateSettings(batch_size=batch_size, seq_len=seq_len, target_len=target_len, dtype=dtype,
                                 optimizer=optimizer,
                                 grad_checkpointing=grad_checkpointing, optimizer_in_backward=optimizer_in_backward,

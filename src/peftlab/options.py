@@ -38,6 +38,21 @@ def field_names(cls) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.init]
 
 
+def split_list(text: str) -> list[str]:
+    """A comma-separated string as its stripped, non-empty items; commas inside brackets stay in their item, so
+    that a method variant (``lora[r=64,lora_alpha=128]``) is one item of ``--methods``."""
+    items, depth, current = [], 0, []
+    for character in text:
+        depth += {"[": 1, "]": -1}.get(character, 0)
+        if character == "," and depth <= 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(character)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
 def config_from_mapping(cls, values: dict[str, Any], source: str = "the configuration"):
     """``cls`` from a mapping of its field names (dashes or underscores); ConfigError naming an unknown key.
     Lists may be given as YAML lists or comma-separated strings."""
@@ -49,7 +64,7 @@ def config_from_mapping(cls, values: dict[str, Any], source: str = "the configur
         if name not in known:
             raise ConfigError(f"{source} has an unknown option {key!r}; options: {', '.join(known)}")
         if known[name].metadata.get("cli") == "list" and isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
+            value = split_list(value)
         if known[name].metadata.get("cli") == "zero_none" and value == 0:
             value = None
         _check_type(value, hints[name], f"{source}: {key}")

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from peftlab.errors import ConfigError, DataError
-from peftlab.options import config_from_mapping
+from peftlab.options import config_from_mapping, split_list
 from peftlab.study.config import CompareConfig
 
 SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks"}
@@ -121,7 +121,7 @@ def _parse(raw: Any, source: str) -> Suite:
             raise ConfigError(f"suite {source}: '{key}' is missing")
     methods = raw["methods"]
     if isinstance(methods, str):
-        methods = [name.strip() for name in methods.split(",")]
+        methods = split_list(methods)
     if not isinstance(methods, list) or not all(isinstance(name, str) for name in methods):
         raise ConfigError(f"suite {source}: 'methods' must be a list of method names")
     seeds = raw.get("seeds", 1)

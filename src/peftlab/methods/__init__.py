@@ -10,6 +10,8 @@ from peftlab.methods.registry import (
     read_method_config,
     register_method,
     registered_method,
+    split_variant,
+    sweep_variants,
     trains,
     unregister_method,
 )
@@ -25,6 +27,8 @@ __all__ = [
     "read_method_config",
     "register_method",
     "registered_method",
+    "split_variant",
+    "sweep_variants",
     "trains",
     "unregister_method",
 ]

@@ -171,6 +171,11 @@ class Method:
         keys in ``overrides`` were set by the user and stay. Most methods do not depend on the run's length."""
         return settings
 
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called by the training loop after every optimizer step (``step`` from 1), before the gradients are cleared,
+        with the unwrapped model: a method that adapts itself while training (AdaLoRA's rank allocation) does it
+        here; most do nothing."""
+
     def bind_task(self, model: nn.Module, settings: dict[str, Any], label_names: list[str] | None, tokenizer,
                   max_length: int) -> nn.Module:
         """The applied model (on its device) made ready for the task's labels, for a method that reads them itself

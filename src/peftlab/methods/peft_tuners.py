@@ -132,6 +132,12 @@ class PeftTunerMethod(PeftLibraryMethod):
             return DECODER_ONLY[self.peft_type]
         return super().refusal(model, settings)
 
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """AdaLoRA reallocates its rank budget from the gradients' importance after every step (peft's
+        ``update_and_allocate``, called between ``optimizer.step()`` and ``zero_grad()``, as peft's examples do)."""
+        if self.peft_type == "ADALORA":
+            model.base_model.update_and_allocate(step)
+
     def apply(self, model: nn.Module, settings: dict[str, Any]) -> nn.Module:
         """peft checks a tuner's sizes against each layer it wraps (a block size that does not divide the width,
         a rank above it): such a ValueError is the tuner not fitting this model, and the run is refused with it."""

@@ -1,5 +1,12 @@
 """The one registry of fine-tuning methods, and reading per-method overrides from YAML.
 
+A **variant** is a method with settings in its name, ``lora[r=1]`` or ``lora[r=64,target_modules=q_proj+v_proj]``
+(values are numbers, true/false, null or text; ``+`` joins the items of a list): a row of its own, named by the
+variant, whose settings are the method's with these on top (after the method's ``--method-config`` entry, before
+the variant's own entry, if the YAML has one). ``get_method`` returns the method a variant is of, so everything keyed
+by a run's method name (save, load, export, estimate) works on variants unchanged. ``sweep_variants("lora.r=1,4")``
+expands ``--sweep`` into variants.
+
 ``register_method(method)`` adds a method in one place: ``METHODS`` (so compare, estimate, export, the report and
 ``peftlab methods``) sees it from then on, in this process. ``registered_method(method)`` does the same for the
 duration of a ``with`` block (tests); ``unregister_method(name)`` removes one added that way.
@@ -7,6 +14,7 @@ duration of a ``with`` block (tests); ``unregister_method(name)`` removes one ad
 
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +31,7 @@ from peftlab.methods.head import HEAD
 from peftlab.methods.peft_methods import DORA, IA3, LORA, PREFIX, PROMPT
 from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS
 from peftlab.methods.zero_shot import ZERO_SHOT
+from peftlab.options import split_list
 
 BUILTIN_METHODS: tuple[Method, ...] = (FULL, HEAD, BITFIT, LORA, DORA, IA3, PROMPT, PREFIX, ADAPTER)
 # methods that train nothing: the floor of a comparison (methods/zero_shot.py)
@@ -39,6 +48,8 @@ DEFAULT_METHODS = ("zero-shot", "full", "head", "bitfit", "lora", "adapter", "pr
 
 # a name is a folder (OUT/runs/<name>), a --methods item (comma-separated) and a YAML key
 METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+VARIANT = re.compile(r"(?P<method>[A-Za-z0-9][A-Za-z0-9._-]*)\[(?P<settings>[^\[\]]*)\]")
+SWEEP = re.compile(r"(?P<method>[A-Za-z0-9][A-Za-z0-9._-]*)\.(?P<setting>[A-Za-z_][A-Za-z0-9_]*)=(?P<values>.+)")
 
 
 def register_method(method: Method) -> Method:
@@ -84,15 +95,79 @@ def trains(name: str) -> bool:
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise MethodError(f"unknown method '{name}'; known methods: {', '.join(METHODS)}")
-    return METHODS[name]
+    """The method called ``name``; for a variant (``lora[r=1]``), the method it is a variant of."""
+    base = split_variant(name)[0]
+    if base not in METHODS:
+        raise MethodError(f"unknown method '{base}'; known methods: {', '.join(METHODS)}")
+    return METHODS[base]
+
+
+def split_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """(method, settings) of a variant name, (name, {}) of a plain one; MethodError for a malformed variant."""
+    match = VARIANT.fullmatch(name.strip())
+    if match is None:
+        if "[" in name or "]" in name:
+            raise MethodError(f"method variant {name!r} is not of the form method[setting=value,...], e.g. lora[r=4]")
+        return name.strip(), {}
+    settings: dict[str, Any] = {}
+    for item in split_list(match["settings"]):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise MethodError(f"method variant {name!r}: {item!r} is not setting=value (e.g. lora[r=4,lora_alpha=8])")
+        values = [_variant_value(part.strip()) for part in value.split("+")]
+        settings[key.strip()] = values if "+" in value else values[0]
+    if not settings:
+        raise MethodError(f"method variant {name!r} names no setting; e.g. {match['method']}[r=4]")
+    return match["method"], settings
+
+
+def variant_name(name: str) -> str:
+    """A variant's name as peftlab writes it (no spaces): the name of its row, run key and --method-config key."""
+    base, settings = split_variant(name)
+    if not settings:
+        return base
+    inside = ",".join(f"{key}={'+'.join(map(_variant_text, value)) if isinstance(value, list) else _variant_text(value)}"
+                      for key, value in settings.items())
+    return f"{base}[{inside}]"
+
+
+def _variant_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    for cast in (int, float):
+        try:
+            value = cast(text)
+        except ValueError:
+            continue
+        return value if not (isinstance(value, float) and math.isnan(value)) else text
+    return text
+
+
+def _variant_text(value: Any) -> str:
+    return {True: "true", False: "false", None: "null"}.get(value, str(value)) if not isinstance(value, (int, float)) \
+        or isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def sweep_variants(sweep: str | None) -> list[str]:
+    """``--sweep lora.r=1,4,16`` as the variants ``lora[r=1]``, ``lora[r=4]``, ``lora[r=16]``; MethodError for
+    another form or an unknown method."""
+    if not sweep:
+        return []
+    match = SWEEP.fullmatch(sweep.strip())
+    values = split_list(match["values"]) if match else []
+    if match is None or not values:
+        raise MethodError(f"--sweep {sweep!r} is not of the form method.setting=value,value,... (e.g. lora.r=1,4,16)")
+    get_method(match["method"])
+    return [variant_name(f"{match['method']}[{match['setting']}={value}]") for value in values]
 
 
 def parse_methods(text: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Comma-separated names -> validated, de-duplicated list, in the given order."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else [n.strip() for n in text]
-    names = [n for n in dict.fromkeys(names) if n]
+    """Comma-separated names (variants included) -> validated, de-duplicated list, in the given order."""
+    names = split_list(text) if isinstance(text, str) else [n.strip() for n in text]
+    names = [n for n in dict.fromkeys(variant_name(n) for n in names if n) if n]
     if not names:
         raise MethodError(f"no method given; known methods: {', '.join(METHODS)}")
     for name in names:
@@ -125,9 +200,17 @@ def read_method_config(path: str | Path | None, methods: list[str]) -> dict[str,
     """Per-method overrides from YAML, validated against each method's settings class: every entry of the file, and
     the settings each of ``methods`` will run with (its defaults and overrides, built into its settings object)."""
     data = read_overrides_file(path) if path is not None else {}
+    data = {variant_name(str(name)): overrides for name, overrides in data.items()}
     for name, overrides in data.items():
         get_method(name).check_overrides(overrides)
+    chosen = {}
     for name in methods:
-        if name not in data:
-            get_method(name).check_overrides({})
-    return {name: overrides for name, overrides in data.items() if name in methods}
+        base, settings = split_variant(name)
+        overrides = {**data.get(base, {}), **settings, **data.get(name, {})} if settings else data.get(name, {})
+        try:
+            get_method(name).check_overrides(overrides)
+        except MethodError as error:
+            raise MethodError(f"{name}: {error}") if settings else error from None
+        if overrides or name in data:
+            chosen[name] = overrides
+    return chosen

@@ -118,8 +118,11 @@ class MemoryFlags:
 
 @dataclass
 class StudyOptions:
-    methods: list[str] = option(help="Comma-separated method names (see `peftlab methods`).", cli="list",
-                                factory=lambda: list(DEFAULT_METHODS))
+    methods: list[str] = option(help="Comma-separated method names (see `peftlab methods`), variants included: "
+                                "`lora[r=1]`, `lora[r=64,target_modules=q_proj+v_proj]` (quote them in a shell).",
+                                cli="list", factory=lambda: list(DEFAULT_METHODS))
+    sweep: str | None = option(None, "One setting of one method at several values, each a variant run after "
+                               "--methods: `lora.r=1,4,16,64` runs lora[r=1], lora[r=4], ...")
     method_config: str | None = option(None, "YAML of per-method overrides, e.g. `lora: {r: 16, learning_rate: "
                                        "1e-4}`.")
     out: str = option("runs/compare", "Output folder: results.json and one folder per trained method.")

@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from peftlab.errors import ConfigError, MethodError, ModelError
 from peftlab.evaluate.robustness import RobustnessSuite, base_input_embeddings, build_suite, load_robust_set
 from peftlab.files import check_writable_folder, error_line
-from peftlab.methods import get_method, parse_methods, read_method_config
+from peftlab.methods import get_method, parse_methods, read_method_config, sweep_variants
 from peftlab.methods.zero_shot import label_texts
 from peftlab.progress import StudyProgress
 from peftlab.models import check_weights, load_config, load_tokenizer, max_positions, resolve_model
@@ -57,7 +57,7 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
     vocabulary that fits the model's embeddings), the --robust-set file, and last (``writes_out``) that --out can be
     created and written: the one thing this creates is that folder, and only once every input is good."""
     config.check()
-    methods = parse_methods(config.methods)
+    methods = parse_methods([*config.methods, *sweep_variants(config.sweep)])  # --sweep: variants, after --methods
     overrides = read_method_config(config.method_config, methods)
     model_ref = resolve_model(config.model, config.trust_remote_code, config.tokenizer)
     model_config = load_config(model_ref)

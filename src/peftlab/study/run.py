@@ -88,7 +88,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
         learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
         evaluations_per_epoch=config.evaluations_per_epoch, patience=config.patience,
-        evaluate=kind_evaluation(task.kind).evaluate, trains=method.trains,
+        evaluate=kind_evaluation(task.kind).evaluate, trains=method.trains, after_step=method.after_step,
     )
     return model, {**settings, "learning_rate": learning_rate}, train_config
 

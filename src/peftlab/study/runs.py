@@ -31,7 +31,9 @@ class RunSpec:
 
     @property
     def artifact_name(self) -> str:
-        return self.method if self.primary else f"{self.method}-seed{self.seed}"
+        """OUT/runs/<this>: the method; a variant's brackets and commas become dashes (lora[r=4] -> lora-r=4)."""
+        folder = re.sub(r"[\[\],]+", "-", self.method).strip("-")
+        return folder if self.primary else f"{folder}-seed{self.seed}"
 
     def label(self, seeds: int = 1) -> str:
         """How tables and progress lines name the run: the method, with its seed when the study runs several."""

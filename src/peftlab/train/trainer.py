@@ -55,6 +55,7 @@ class TrainConfig:
     patience: int | None = None  # evaluations without a better validation score before the run stops; None: never
     evaluate: Callable | None = None  # the task kind's evaluation (peftlab.evaluate.kinds); None: evaluate_split
     trains: bool = True  # False (a method that trains nothing: zero-shot): one validation pass, no step
+    after_step: Callable | None = None  # (unwrapped model, step) after every optimizer step: Method.after_step
 
 
 @dataclass
@@ -142,6 +143,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
             accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
+            if config.after_step is not None:  # before the gradients go: AdaLoRA reads them
+                config.after_step(accelerator.unwrap_model(model), outcome.steps + 1)
             optimizer.zero_grad(set_to_none=True)
             outcome.train_loss.append(loss.item())
             outcome.train_tokens += counted_tokens(batch)
