@@ -20,7 +20,7 @@ matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from peftlab.methods import trains  # noqa: E402
+from peftlab.methods import split_variant, trains  # noqa: E402
 from peftlab.report.cells import human_bytes, human_count  # noqa: E402
 from peftlab.report.tables import REFERENCE_METHOD, headline_metric  # noqa: E402
 
@@ -35,7 +35,10 @@ CHART_TITLES = {  # every chart's name and title, in the HTML and Markdown repor
     "robustness_accuracy": "Clean vs perturbed accuracy",
     "attacks": "Attack success rates",
     "spectrum": "Singular-value spectra of the full update, per layer type",
+    "rank": "Quality and trainable parameters against rank (method variants)",
 }
+
+OPTIONAL_CHARTS = frozenset({"rank"})  # shown only when the study ran what they need (no "nothing to draw" note)
 
 FOREGROUND = "#010203"  # a colour no palette uses: replaced by currentColor in the SVG
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#8F8F8F", "#B07A3B", "#6A9F3A")
@@ -352,6 +355,76 @@ def spectrum_chart(spectrum: dict[str, Any]) -> Figure | None:
     return figure
 
 
+# --- rank: several ranks of one method (variants, --sweep) ----------------------------------------------------------
+
+RANK_SETTING = "r"  # the rank of LoRA, DoRA, LoHa, LoKr, VeRA...: the setting a rank sweep varies
+
+
+def rank_series(results: dict[str, Any]) -> dict[str, list[tuple[int, float, float]]]:
+    """{method: [(rank, mean test quality in %, trainable parameters)]} for every method (variants counted under
+    the method they are of) that ran at two ranks or more, by rank; seeds averaged."""
+    metric, _ = headline_metric(results)
+    points: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    for run in ok_runs(results):
+        rank, value = (run.get("config") or {}).get(RANK_SETTING), run["metrics"].get(metric)
+        if isinstance(rank, int) and not isinstance(rank, bool) and _finite(value):
+            base = split_variant(run["method"])[0]
+            points.setdefault(base, {}).setdefault(rank, []).append(
+                (100 * value, float(run["cost"].get("trainable_params") or 0)))
+    return {base: [(rank, sum(q for q, _ in rows) / len(rows), sum(p for _, p in rows) / len(rows))
+                   for rank, rows in sorted(by_rank.items())]
+            for base, by_rank in points.items() if len(by_rank) >= 2}
+
+
+def spectrum_rank(diagnosis: dict[str, Any] | None) -> float | None:
+    """The rank that holds 90% of the full update's energy (the median over layer types of the diagnosis's
+    spectrum), or None without a spectrum."""
+    spectrum = (diagnosis or {}).get("spectrum")
+    ranks = sorted(entry["effective_rank_90"] for entry in (spectrum or {}).values()
+                   if isinstance(entry, dict) and _finite(entry.get("effective_rank_90")))
+    if not ranks:
+        return None
+    middle = len(ranks) // 2
+    return float(ranks[middle]) if len(ranks) % 2 else (ranks[middle - 1] + ranks[middle]) / 2
+
+
+@_styled
+def rank_chart(results: dict[str, Any], diagnosis: dict[str, Any] | None = None) -> Figure | None:
+    """Test quality (left) and trainable parameters (right) against rank, per method that ran several ranks; full
+    fine-tuning's quality as a dashed line, and the spectrum's 90%-energy rank as a dotted one when the diagnosis ran."""
+    series = rank_series(results)
+    if not series:
+        return None
+    metric, words = headline_metric(results)
+    figure, (quality, params) = _figure(width=9.0, columns=2)
+    styles = method_styles({"runs": [{"method": base} for base in series]})
+    for base, rows in series.items():
+        ranks = [rank for rank, _, _ in rows]
+        quality.plot(ranks, [q for _, q, _ in rows], marker=styles[base]["marker"], color=styles[base]["color"],
+                     linewidth=1.6, label=base)
+        params.plot(ranks, [p for _, _, p in rows], marker=styles[base]["marker"], color=styles[base]["color"],
+                    linewidth=1.6, label=base)
+    full = [run["metrics"][metric] for run in ok_runs(results) if run["method"] == REFERENCE_METHOD
+            and _finite(run["metrics"].get(metric))]
+    if full:
+        quality.axhline(100 * sum(full) / len(full), color=fg(), linestyle="--", linewidth=1, label="full fine-tuning")
+    energy_rank = spectrum_rank(diagnosis)
+    if energy_rank is not None:
+        for axes in (quality, params):
+            axes.axvline(energy_rank, color=fg(), linestyle=":", linewidth=1,
+                         label=f"90% of the full update's energy (rank {energy_rank:g})")
+    for axes in (quality, params):
+        axes.set_xscale("log", base=2)
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.set_xlabel("rank r (log scale)")
+    params.set_yscale("log")
+    params.yaxis.set_major_formatter(FuncFormatter(lambda value, _: human_count(value)))
+    quality.set_ylabel(f"test {words} (%)")
+    params.set_ylabel("trainable parameters (log scale)")
+    quality.legend(fontsize=8)
+    return figure
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -387,6 +460,8 @@ def draw_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | N
 def _one_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | None) -> Figure | None:
     if name in PARETO_AXES:
         return pareto_chart(results, name)
+    if name == "rank":
+        return rank_chart(results, diagnosis)
     if name == "spectrum":
         spectrum = (diagnosis or {}).get("spectrum")
         return spectrum_chart(spectrum) if isinstance(spectrum, dict) else None

@@ -105,7 +105,7 @@ def build_html(inputs: ReportInputs) -> str:
         ("decision", "Decision", _decision(inputs)),
         ("comparison", "Comparison", _comparison(tables)),
         ("pareto", "Quality vs cost", _charts(figures, ("pareto_params", "pareto_memory", "pareto_time",
-                                                        "pareto_checkpoint"), _PARETO_NOTE)),
+                                                        "pareto_checkpoint", "rank"), _PARETO_NOTE)),
         ("curves", "Learning curves", _charts(figures, ("train_loss", "validation"), "")),
         ("overfitting", "Overfitting and forgetting", _charts(figures, ("overfitting",), _OVERFITTING_NOTE)),
         ("robustness", "Robustness", _robustness(tables["robustness"], figures)),
@@ -203,6 +203,8 @@ def _charts(figures: dict[str, Any], names: tuple[str, ...], note: str) -> str:
     drawn = []
     for name in names:
         figure = figures.get(name)
+        if figure is None and name in chart_module.OPTIONAL_CHARTS:
+            continue
         if figure is None:
             drawn.append(f'<p class="note">{escape(CHART_TITLES[name])}: nothing to draw (no finished run has '
                          "these numbers).</p>")
