@@ -174,7 +174,7 @@ REGRESSION = TaskKind(
     quality_metrics=(SPEARMAN, PEARSON),  # MSE and MAE are in the run's metrics too
     estimate_task="classification",  # the same sequence-classification model, one output
     probes=frozenset({ROBUSTNESS}),  # perturbations as the change in MAE; no attacks, no robust set, no diagnosis
-    baseline_name="training-mean",  # predicting the training mean everywhere: Spearman 0
+    baseline_name="training mean",  # predicting the training mean everywhere: Spearman 0
     per_example=PREDICTIONS,
 )
 
