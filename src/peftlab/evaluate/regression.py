@@ -20,9 +20,6 @@ from peftlab.evaluate.perturb import FAMILIES
 from peftlab.evaluate.predict import predict_logits
 from peftlab.evaluate.stats import bootstrap_mean_interval
 
-PREDICTION_DIGITS = 6  # significant digits of the per-example predictions a run record keeps
-
-
 def _constant(values: np.ndarray) -> bool:
     return values.size < 2 or bool(np.all(values == values[0]))
 
@@ -53,9 +50,10 @@ def regression_metrics(predicted, true) -> dict:
             "mse": mse(predicted, true), "mae": mae(predicted, true)}
 
 
-def compact(values) -> list[float]:
-    """Floats rounded to :data:`PREDICTION_DIGITS` significant digits, for a JSON record."""
-    return [float(f"{float(v):.{PREDICTION_DIGITS}g}") for v in values]
+def as_floats(values) -> list[float]:
+    """Plain floats for a JSON record, not rounded: rounding would tie close predictions and change their ranks
+    (a barely trained model's predictions differ in the 7th digit), and so the Spearman the verdict recomputes."""
+    return [float(v) for v in values]
 
 
 def _scale_of(dataset) -> tuple[float, float]:
@@ -72,8 +70,8 @@ def evaluate_regression(model, dataset, tokenizer, batch_size: int, device, num_
     mean, std = _scale_of(dataset)
     predicted = logits[:, 0].astype(float) * std + mean
     targets = np.asarray(dataset["target"], dtype=float)
-    return {**regression_metrics(predicted, targets), "loss": loss, "predictions": compact(predicted),
-            "targets": compact(targets)}
+    return {**regression_metrics(predicted, targets), "loss": loss, "predictions": as_floats(predicted),
+            "targets": as_floats(targets)}
 
 
 @torch.no_grad()
