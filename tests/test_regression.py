@@ -19,6 +19,7 @@ from scipy import stats
 from transformers import BertConfig, BertForSequenceClassification
 
 from peftlab import CompareConfig, compare
+from peftlab.diagnose.probe import ridge_probe
 from peftlab.errors import DataError
 from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.evaluate.regression import evaluate_regression, mae, mse, pearson, regression_metrics, spearman
@@ -157,6 +158,18 @@ def test_spearman_interval_and_paired_bootstrap():
     assert paired_spearman_gap([close], [good], targets)["variance"] < 0.05 * unpaired(close, good)
 
 
+def test_ridge_probe_scores_frozen_features_against_the_training_mean():
+    rng = np.random.default_rng(0)
+    targets = rng.normal(size=200)
+    informative = np.column_stack([targets + 0.1 * rng.normal(size=200), rng.normal(size=(200, 7))])
+    probe = ridge_probe(informative[:150], targets[:150], informative[150:], targets[150:])
+    assert probe["model"] == "ridge" and probe["spearman"] > 0.9 and probe["headroom_reached"] > 0.8
+    assert probe["mean_mse"] == pytest.approx(mse(np.full(50, targets[:150].mean()), targets[150:]))
+    assert probe["headroom_reached"] == pytest.approx(1 - probe["mse"] / probe["mean_mse"])
+    noise = rng.normal(size=(200, 8))  # features that know nothing of the target: no headroom to speak of
+    assert ridge_probe(noise[:150], targets[:150], noise[150:], targets[150:])["headroom_reached"] < 0.1
+
+
 # --- training and evaluation -----------------------------------------------------------------------------------------
 
 def test_targets_are_standardised_for_training_and_scored_in_their_units(scored_csv, tiny_bert_dir, tokenizer):
@@ -231,7 +244,7 @@ def test_compare_end_to_end_with_robustness_report_and_verdict(scored_csv, tiny_
     rates.write_text("full: {learning_rate: 0.001}\nlora: {learning_rate: 0.005}\n")
     results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(scored_csv), methods=["full", "lora"],
                                     out=str(out), epochs=6, perturb_examples=12, attack_examples=4,
-                                    **{**COMMON, "method_config": str(rates)}))
+                                    **{**COMMON, "method_config": str(rates), "diagnose": True}))
     assert results["study"]["task"]["type"] == "regression"  # inferred: no --task
     runs = {run["method"]: run for run in results["runs"]}
     assert [run["status"] for run in runs.values()] == ["ok", "ok"], results["runs"]
@@ -246,6 +259,12 @@ def test_compare_end_to_end_with_robustness_report_and_verdict(scored_csv, tiny_
         assert robust["mae_increase"] == pytest.approx(robust["perturbed_mae"] - robust["clean_mae"])
         assert robust["attacks"]["status"] == "skipped" and "no class to flip" in robust["attacks"]["reason"]
     assert results["study"]["robustness"]["settings"]["attack_examples"] == 0  # no neighbours built for nothing
+
+    assert "diagnosis_failed" not in results, results.get("diagnosis_failed")  # the diagnosis, with a ridge probe
+    diagnosis = json.loads((out / "diagnosis.json").read_text())
+    assert diagnosis["probe"]["model"] == "ridge" and diagnosis["probe"]["test_examples"] == 16
+    assert diagnosis["task_shape"]["target_std"] > 0 and diagnosis["spectrum_source"]["kind"] == "compare_full_run"
+    assert results["recommendation"]["decision"] in ("full", "peft")
 
     verdict = results["verdict"]
     assert verdict["metric"] == "spearman" and verdict["reference"] == "full"

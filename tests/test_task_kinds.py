@@ -37,7 +37,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "peftlab"
 EXPECTED = {
     "classification": ("accuracy", [("accuracy", "accuracy"), ("macro_f1", "macro F1")], True, True,
                        "classification"),
-    "regression": ("spearman", [("spearman", "Spearman"), ("pearson", "Pearson")], True, False, "classification"),
+    "regression": ("spearman", [("spearman", "Spearman"), ("pearson", "Pearson")], True, True, "classification"),
     "multiple-choice": ("accuracy", [("accuracy", "accuracy"), ("macro_f1", "macro F1")], False, False, "causal-lm"),
     "generation": ("neg_loss", [("exact_match", "exact match"), ("normalized_match", "normalised match")], False,
                    False, "causal-lm"),

@@ -173,7 +173,8 @@ REGRESSION = TaskKind(
     selection_metric="spearman",
     quality_metrics=(SPEARMAN, PEARSON),  # MSE and MAE are in the run's metrics too
     estimate_task="classification",  # the same sequence-classification model, one output
-    probes=frozenset({ROBUSTNESS}),  # perturbations as the change in MAE; no attacks, no robust set, no diagnosis
+    probes=frozenset({ROBUSTNESS, DIAGNOSIS}),  # perturbations as the change in MAE (no attacks, no robust set);
+    # the diagnosis with a ridge probe
     baseline_name="training mean",  # predicting the training mean everywhere: Spearman 0
     per_example=PREDICTIONS,
 )
