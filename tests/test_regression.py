@@ -16,11 +16,12 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from peftlab import CompareConfig, compare
 from peftlab.diagnose.probe import ridge_probe
-from peftlab.errors import DataError
+from peftlab.errors import ConfigError, DataError
+from peftlab.export.exporter import ExportConfig, export
 from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.evaluate.regression import evaluate_regression, mae, mse, pearson, regression_metrics, spearman
 from peftlab.evaluate.stats import paired_spearman_gap, spearman_interval
@@ -281,6 +282,20 @@ def test_compare_end_to_end_with_robustness_report_and_verdict(scored_csv, tiny_
     assert [row["method"] for row in rows] == ["full", "lora"]
     assert float(rows[0]["spearman"]) == pytest.approx(full["metrics"]["spearman"])
     assert float(rows[1]["robust_clean_mae"]) == pytest.approx(runs["lora"]["robustness"]["clean_mae"])
+
+    merged = tmp_path / "merged"  # export: the merged LoRA regressor predicts what the run predicted
+    export(ExportConfig(run_dir=str(out), method="lora", adapter=str(tmp_path / "adapter"), merged=str(merged)))
+    with pytest.raises(ConfigError, match="--compress measures the compressed adapter's test accuracy"):
+        export(ExportConfig(run_dir=str(out), method="lora", adapter=str(tmp_path / "a2"), compress=[0.5]))
+    assert not (tmp_path / "a2").exists()
+    model = AutoModelForSequenceClassification.from_pretrained(merged).eval()
+    texts = list(load_task(str(scored_csv), label_column="score").splits["test"]["text"])
+    with torch.no_grad():
+        z = model(**load_tokenizer(resolve_model(str(merged)))(texts, truncation=True, max_length=32, padding=True,
+                                                                 return_tensors="pt")).logits[:, 0].numpy()
+    scale = results["study"]["task"]
+    assert z * scale["target_std"] + scale["target_mean"] == pytest.approx(runs["lora"]["test_predictions"],
+                                                                           abs=1e-4)
 
     again = evaluate_saved_study(out, perturb_examples=6)  # `peftlab robustness` on the saved regression runs
     assert [run["robustness"]["examples"] for run in again["runs"]] == [6, 6]
