@@ -64,7 +64,7 @@ def test_task_type_inferred_and_chosen(colour_bigbench, colour_jsonl, tmp_path):
     assert task.task_type == "generation" and sorted(int(t) for s in task.splits.values() for t in s["target"]) == list(range(30))
 
     with pytest.raises(ConfigError, match="--task must be one of"):
-        load_task(str(colour_jsonl), task_type="regression")
+        load_task(str(colour_jsonl), task_type="ranking")
     with pytest.raises(DataError, match="multiple choice needs a BIG-bench"):
         load_task(str(colour_jsonl), task_type="multiple-choice")
 

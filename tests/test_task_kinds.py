@@ -21,6 +21,7 @@ from peftlab.tasks import (
     CLASSIFICATION,
     GENERATION,
     MULTIPLE_CHOICE,
+    REGRESSION,
     TASK_KINDS,
     TaskKind,
     load_task,
@@ -36,6 +37,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "peftlab"
 EXPECTED = {
     "classification": ("accuracy", [("accuracy", "accuracy"), ("macro_f1", "macro F1")], True, True,
                        "classification"),
+    "regression": ("spearman", [("spearman", "Spearman"), ("pearson", "Pearson")], True, True, "classification"),
     "multiple-choice": ("accuracy", [("accuracy", "accuracy"), ("macro_f1", "macro F1")], False, False, "causal-lm"),
     "generation": ("neg_loss", [("exact_match", "exact match"), ("normalized_match", "normalised match")], False,
                    False, "causal-lm"),
@@ -57,18 +59,18 @@ def test_each_kind_owns_its_metrics_probes_and_estimate_task(name):
     assert kind.majority_baseline is (name == "classification")
 
 
-def test_the_three_kinds_and_their_names():
-    assert list(TASK_KINDS) == ["classification", "multiple-choice", "generation"]
-    assert (task_kind("classification"), task_kind("multiple-choice"), task_kind("generation")) == \
-        (CLASSIFICATION, MULTIPLE_CHOICE, GENERATION)
+def test_the_four_kinds_and_their_names():
+    assert list(TASK_KINDS) == ["classification", "regression", "multiple-choice", "generation"]
+    assert (task_kind("classification"), task_kind("regression"), task_kind("multiple-choice"),
+            task_kind("generation")) == (CLASSIFICATION, REGRESSION, MULTIPLE_CHOICE, GENERATION)
     assert repr(GENERATION) == "TaskKind('generation')"
-    assert len({CLASSIFICATION, MULTIPLE_CHOICE, GENERATION}) == 3  # hashable, compared by identity
+    assert len({CLASSIFICATION, REGRESSION, MULTIPLE_CHOICE, GENERATION}) == 4  # hashable, compared by identity
 
 
 def test_an_unknown_name_is_one_clear_error():
-    with pytest.raises(TaskKindError, match=r"unknown task type 'regression'; known task types: classification, "
-                                            r"multiple-choice, generation"):
-        task_kind("regression")
+    with pytest.raises(TaskKindError, match=r"unknown task type 'ranking'; known task types: classification, "
+                                            r"regression, multiple-choice, generation"):
+        task_kind("ranking")
     assert issubclass(TaskKindError, ConfigError) and issubclass(TaskKindError, PeftlabError)
     with pytest.raises(ValueError, match="unknown probe 'latency'"):
         CLASSIFICATION.applies("latency")  # a typo in a probe name is a bug, not a "no"
@@ -93,7 +95,7 @@ def test_every_kind_has_an_evaluation():
     for name, kind in TASK_KINDS.items():
         assert kind_evaluation(kind) is kind_evaluation(name) and kind_evaluation(kind).kind is kind
     with pytest.raises(TaskKindError):
-        kind_evaluation("regression")
+        kind_evaluation("ranking")
 
 
 # --- a loaded task's kind ------------------------------------------------------------------------------------------
@@ -110,8 +112,9 @@ def test_a_loaded_task_knows_its_kind(tiny_task_csv, colour_bigbench, colour_jso
     assert generation.kind is GENERATION and generation.selection_metric == "neg_loss"
     assert load_task(str(colour_bigbench), task_type="generation").kind is GENERATION
     assert MULTIPLE_CHOICE.load(str(colour_bigbench)).sha256 == choice.sha256  # what load_task calls
-    with pytest.raises(TaskKindError, match="--task must be one of classification, multiple-choice, generation"):
-        load_task(str(colour_jsonl), task_type="regression")
+    with pytest.raises(TaskKindError, match="--task must be one of classification, regression, multiple-choice, "
+                                            "generation"):
+        load_task(str(colour_jsonl), task_type="ranking")
 
 
 # --- encoding, model and evaluation of each kind, on tiny models ------------------------------------------------------

@@ -96,7 +96,9 @@ def recommend(diagnosis: dict[str, Any], thresholds: dict[str, float] | None = N
     if x["probe_headroom"] is not None:
         headroom = x["probe_headroom"]
         probe = diagnosis["probe"]
-        cite = (f"linear probe on frozen features {probe['accuracy']:.3f} vs majority {probe['majority_accuracy']:.3f} "
+        cite = (f"ridge probe on frozen features: MSE {probe['mse']:.3g} vs the training mean's {probe['mean_mse']:.3g} "
+                f"(removes {headroom:.0%} of it)" if probe.get("model") == "ridge" else
+                f"linear probe on frozen features {probe['accuracy']:.3f} vs majority {probe['majority_accuracy']:.3f} "
                 f"(reaches {headroom:.0%} of the headroom)")
         if headroom < t["probe_headroom_low"]:
             votes.append(("full", WEIGHTS["probe"], f"knowledge: {cite} < {t['probe_headroom_low']:.0%}: the frozen "
@@ -163,13 +165,14 @@ def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_po
     (:mod:`peftlab.study.verdict`): the advisor agrees when it said peft and the verdict chose a PEFT method, or
     said full and the verdict chose full; an inconclusive verdict checks nothing. Without one (older results): did
     the best PEFT method land within ``tolerance_points`` accuracy points of full fine-tuning (the mean over
-    seeds)?"""
+    seeds)? The scores compared are the verdict's metric (``metric``: accuracy, or Spearman for regression)."""
     if verdict is not None and verdict.get("decision") == "inconclusive":
         return {"status": "not_checked", "reason": "the verdict is inconclusive: " + "; ".join(verdict.get("reasons") or [])}
+    metric = (verdict or {}).get("metric") or "accuracy"  # the verdict's headline: Spearman for regression
     per_method: dict[str, list[float]] = {}
     for r in runs:  # several seeds of a method: their mean
-        if r.get("status") == "ok" and r.get("metrics"):
-            per_method.setdefault(r["method"], []).append(r["metrics"]["accuracy"])
+        if r.get("status") == "ok" and isinstance((r.get("metrics") or {}).get(metric), (int, float)):
+            per_method.setdefault(r["method"], []).append(r["metrics"][metric])
     ok = {method: sum(values) / len(values) for method, values in per_method.items()}
     if "full" not in ok:
         return {"status": "not_checked", "reason": "no successful full fine-tuning run to compare with"}
@@ -182,7 +185,8 @@ def advisor_check(recommendation: dict[str, Any], runs: list[dict], tolerance_po
     if verdict is not None:
         tolerance_points, within = verdict.get("tolerance_points", tolerance_points), verdict["decision"] != "full"
     agrees = (recommendation["decision"] == "peft") == within
-    return {"status": "checked", "decision": recommendation["decision"], "full_accuracy": ok["full"],
+    # full_accuracy / best_peft_accuracy: the metric's values (named before there were other metrics)
+    return {"status": "checked", "decision": recommendation["decision"], "metric": metric, "full_accuracy": ok["full"],
             "best_peft_method": best, "best_peft_accuracy": peft[best], "gap_points": gap,
             "tolerance_points": tolerance_points, "within_tolerance": within, "agrees": agrees,
             "against": "verdict" if verdict is not None else "gap"}

@@ -48,9 +48,11 @@ def diagnose(config: DiagnoseConfig) -> dict[str, Any]:
 
 
 def check_diagnosable(task) -> None:
-    """The signals (linear probe on class labels, classifier-based spectrum) are defined for classification."""
+    """The signals (a linear probe on class labels or a ridge probe on numeric targets, the spectrum of a
+    sequence-classifier's update) are defined for classification and regression."""
     if not task.kind.applies(DIAGNOSIS):
-        raise ConfigError(f"diagnose measures classification tasks; {task.name!r} is a {task.kind.name} task "
+        raise ConfigError(f"diagnose measures classification and regression tasks; {task.name!r} is a "
+                          f"{task.kind.name} task "
                           "(docs/DIAGNOSE.md)")
 
 
@@ -61,7 +63,8 @@ def diagnose_after_compare(study, encoded, accelerator: Accelerator, out: Path, 
     ``recommendation`` and ``advisor_check``. A failure returns ``diagnosis_failed`` (the reason) and logs to
     OUT/logs/diagnose.log: the comparison's results stay intact."""
     if not study.task.kind.applies(DIAGNOSIS):
-        return {"diagnosis_skipped": f"the diagnosis measures classification tasks, this is {study.task.kind.name}"}
+        return {"diagnosis_skipped": f"the diagnosis measures classification and regression tasks, this is "
+                                     f"{study.task.kind.name}"}
     try:
         full_run = out / RUNS_DIR / "full"
         full_ok = any(r["method"] == "full" and r["status"] == "ok" for r in results["runs"])

@@ -17,17 +17,18 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from peftlab.diagnose.features import pooled_features
-from peftlab.diagnose.probe import linear_probe
+from peftlab.diagnose.probe import linear_probe, ridge_probe
 from peftlab.tasks.reference import reference_texts
 from peftlab.diagnose.shift import lm_losses, representation_shift
 from peftlab.diagnose.spectrum import summarise_by_type, update_spectra
 from peftlab.diagnose.task_shape import task_shape
 from peftlab.diagnose.vocabulary import vocabulary_fit
 from peftlab.errors import ConfigError
+from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.measure import Phases
 from peftlab.methods import get_method
 from peftlab.methods.targets import projection_roles
-from peftlab.models import load_classifier, load_config
+from peftlab.models import load_config
 from peftlab.models.load import head_module_names
 from peftlab.options import option
 from peftlab.train import TrainConfig, train
@@ -68,7 +69,7 @@ def measure_signals(study, encoded, accelerator: Accelerator, settings: Diagnose
 
     with phases("shift"):
         set_seed(config.seed)
-        base = load_classifier(study.model_ref, task.label_names, tokenizer.pad_token_id).to(accelerator.device)
+        base = task.kind.load_model(study.model_ref, task.label_names, tokenizer.pad_token_id).to(accelerator.device)
         before = {name: p.detach().cpu().clone() for name, p in base.named_parameters()}
         shift_index = _evenly(len(texts), settings.shift_texts)
         features = lambda rows, pairs=None: pooled_features(base, tokenizer, rows, config.max_length, pairs=pairs,  # noqa: E731
@@ -102,6 +103,8 @@ def _probe(task, features, settings: DiagnoseSettings, seed: int) -> dict:
     train = task.splits["train"].select(train_index)
     train_x = features(train["text"], [pairs["train"][i] for i in train_index] if pairs["train"] else None)
     test_x = features(task.splits["test"]["text"], pairs["test"])
+    if task.target_scale is not None:  # numeric targets (regression): ridge, against the training mean
+        return ridge_probe(train_x, np.asarray(train["label"]), test_x, np.asarray(task.splits["test"]["label"]))
     return linear_probe(train_x, np.asarray(train["label"]), test_x, np.asarray(task.splits["test"]["label"]), seed)
 
 
@@ -114,13 +117,16 @@ def _after_weights(study, base, encoded, accelerator, settings, full_run: Path |
                 {"kind": "compare_full_run", "path": str(full_run)})
     config = study.config
     model = full.apply(base, {})
+    task = study.task
     train_config = TrainConfig(learning_rate=full.learning_rate, max_steps=settings.probe_steps,
-                               batch_size=config.batch_size, seed=config.seed)
-    outcome = train(model, encoded, study.tokenizer, train_config, accelerator, study.task.num_labels)
+                               batch_size=config.batch_size, seed=config.seed, selection_metric=task.selection_metric,
+                               evaluate=kind_evaluation(task.kind).evaluate)
+    outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels)
     model = accelerator.unwrap_model(model)
+    metric = task.selection_metric
     return ({name: p.detach().cpu() for name, p in model.named_parameters()},
             {"kind": "fft_probe", "steps": outcome.steps, "learning_rate": full.learning_rate,
-             "validation_accuracy": outcome.validation[-1]["accuracy"] if outcome.validation else None})
+             f"validation_{metric}": outcome.validation[-1][metric] if outcome.validation else None})
 
 
 def _task_texts(task, split: str) -> list[str]:

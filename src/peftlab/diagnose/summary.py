@@ -26,10 +26,16 @@ def print_diagnosis(diagnosis: dict[str, Any], console: Console) -> None:
     console.print(f"shift: representation MMD {_fmt(shift['representation_mmd'])}, centroid cosine distance "
                   f"{_fmt(shift['centroid_cosine_distance'])}; LM loss task {_fmt(shift.get('lm_loss'))} vs reference "
                   f"{_fmt(shift.get('lm_loss_reference'))}" + (f" ({shift['lm_note']})" if shift.get("lm_note") else ""))
-    console.print(f"probe: linear probe on frozen features {_fmt(probe['accuracy'])} vs majority class "
-                  f"{_fmt(probe['majority_accuracy'])}")
-    console.print(f"task: {shape['examples']['train']} train examples, {shape['labels']} labels (majority share "
-                  f"{_fmt(shape['majority_share'])}), {_fmt(shape['words_mean'])} words per text")
+    if probe.get("model") == "ridge":  # regression
+        console.print(f"probe: ridge on frozen features, MSE {_fmt(probe['mse'])} vs the training mean's "
+                      f"{_fmt(probe['mean_mse'])}, Spearman {_fmt(probe['spearman'])}")
+        console.print(f"task: {shape['examples']['train']} train examples, target mean {_fmt(shape['target_mean'])}, "
+                      f"std {_fmt(shape['target_std'])}, {_fmt(shape['words_mean'])} words per text")
+    else:
+        console.print(f"probe: linear probe on frozen features {_fmt(probe['accuracy'])} vs majority class "
+                      f"{_fmt(probe['majority_accuracy'])}")
+        console.print(f"task: {shape['examples']['train']} train examples, {shape['labels']} labels (majority share "
+                      f"{_fmt(shape['majority_share'])}), {_fmt(shape['words_mean'])} words per text")
     spectrum = Table("layer type", "eff. rank 90%", "energy r4", "r8", "r16", "r64",
                      title=f"full fine-tuning update spectrum ({diagnosis['spectrum_source']['kind']})")
     for kind, entry in diagnosis["spectrum"].items():

@@ -15,10 +15,13 @@ from typing import Callable
 from peftlab.evaluate.choice import evaluate_choices, evaluate_seq2seq_choices
 from peftlab.evaluate.generation import evaluate_generation, evaluate_seq2seq_generation
 from peftlab.evaluate.predict import evaluate_split
+from peftlab.evaluate.regression import evaluate_regression, evaluate_regression_robustness
+from peftlab.evaluate.robustness import evaluate_robustness
 from peftlab.tasks.kinds import (
     CLASSIFICATION,
     GENERATION,
     MULTIPLE_CHOICE,
+    REGRESSION,
     SEQ2SEQ_GENERATION,
     SEQ2SEQ_MULTIPLE_CHOICE,
     TaskKind,
@@ -30,20 +33,33 @@ from peftlab.tasks.kinds import (
 Evaluate = Callable[..., dict]
 # (test scores, best epoch's validation scores, best epoch) -> a run record's "metrics"
 RunMetrics = Callable[[dict, dict, int], dict]
+# (model, tokenizer, the study's RobustnessSuite, device, task) -> the run's robustness record
+Robustness = Callable[..., dict]
 
 
 @dataclass(frozen=True)
 class KindEvaluation:
-    """How runs of one task kind are scored (``evaluate``) and recorded (``run_metrics``)."""
+    """How runs of one task kind are scored (``evaluate``), recorded (``run_metrics``) and, for a kind the
+    robustness probe applies to, measured on the perturbed suite (``robustness``)."""
 
     kind: TaskKind
     evaluate: Evaluate
     run_metrics: RunMetrics
+    robustness: Robustness | None = None
 
 
 def _classification_metrics(test: dict, best_validation: dict, best_epoch: int) -> dict:
     return {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "test_loss": test["loss"],
             "validation_accuracy": best_validation["accuracy"], "best_epoch": best_epoch}
+
+
+def _classification_robustness(model, tokenizer, suite, device, task) -> dict:
+    return evaluate_robustness(model, tokenizer, suite, device)
+
+
+def _regression_metrics(test: dict, best_validation: dict, best_epoch: int) -> dict:
+    return {"spearman": test["spearman"], "pearson": test["pearson"], "mse": test["mse"], "mae": test["mae"],
+            "test_loss": test["loss"], "validation_spearman": best_validation["spearman"], "best_epoch": best_epoch}
 
 
 def _choice_metrics(test: dict, best_validation: dict, best_epoch: int) -> dict:
@@ -59,7 +75,9 @@ def _generation_metrics(test: dict, best_validation: dict, best_epoch: int) -> d
 
 KIND_EVALUATIONS: dict[TaskKind, KindEvaluation] = {
     evaluation.kind: evaluation for evaluation in (
-        KindEvaluation(CLASSIFICATION, evaluate_split, _classification_metrics),
+        KindEvaluation(CLASSIFICATION, evaluate_split, _classification_metrics, _classification_robustness),
+        # one output, scored in the target's units; robustness as the change in MAE (peftlab.evaluate.regression)
+        KindEvaluation(REGRESSION, evaluate_regression, _regression_metrics, evaluate_regression_robustness),
         KindEvaluation(MULTIPLE_CHOICE, evaluate_choices, _choice_metrics),  # likelihood of each choice
         KindEvaluation(GENERATION, evaluate_generation, _generation_metrics),  # greedy decoding
         # the encoder-decoder variants: scored and decoded from the encoder's input, the same metrics

@@ -150,9 +150,10 @@ def _warn_skipped(skipped: dict[str, int], total: int, what: str) -> None:
 
 
 @torch.no_grad()
-def base_input_embeddings(model_ref, label_names: list[str]) -> torch.Tensor:
-    """The input-embedding matrix of the pretrained base (vocabulary rows x hidden size), on the CPU."""
-    model = load_classifier(model_ref, label_names)
+def base_input_embeddings(model_ref, label_names: list[str], load=load_classifier) -> torch.Tensor:
+    """The input-embedding matrix of the pretrained base (vocabulary rows x hidden size), on the CPU; ``load`` is
+    the task kind's model loader (a regression task's one-output head)."""
+    model = load(model_ref, label_names)
     embeddings = model.get_input_embeddings().weight.detach().float().cpu().clone()
     del model
     return embeddings

@@ -1,9 +1,10 @@
-"""Confidence intervals for accuracies and rates.
+"""Confidence intervals for accuracies, rates and rank correlations.
 
 The Wilson score interval for a share of successes (accuracy, attack success rate): unlike the normal
 approximation it stays inside [0, 1] and behaves at 0/n and n/n. A percentile bootstrap for means of per-example
 scores (mean accuracy over several perturbations of the same examples). Written here (a few lines each) rather
-than imported from scipy/statsmodels, which peftlab does not otherwise need.
+than imported from statsmodels. For regression: Fisher's interval for Spearman's rho, and a seeded paired bootstrap
+of the difference of two runs' Spearman on the same test examples (ranks from scipy).
 """
 
 from __future__ import annotations
@@ -74,3 +75,40 @@ def welch_test(values, reference) -> dict | None:
         freedom = spread**2 / (variances[0] ** 2 / (values.size - 1) + variances[1] ** 2 / (reference.size - 1))
         p_value = float(2 * scipy_stats.t.sf(abs(difference) / math.sqrt(spread), freedom))
     return {"difference": difference, "p_value": p_value, "significant": p_value < 0.05, "test": "welch_t"}
+
+
+def spearman_interval(rho: float, n: int, z: float = Z_95) -> list[float] | None:
+    """[low, high] of a 95% interval for Spearman's rho on n examples: Fisher's z-transform with the standard
+    error sqrt(1.06 / (n − 3)) of Fieller, Hartley and Pearson (1957); None for fewer than 4 examples."""
+    if n is None or n < 4:
+        return None
+    centre, half = math.atanh(max(-0.999999, min(0.999999, rho))), z * math.sqrt(1.06 / (n - 3))
+    return [math.tanh(centre - half), math.tanh(centre + half)]
+
+
+def _row_spearman(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of ``predicted`` with the same row of ``true`` (0 where a row is constant)."""
+    from scipy import stats as scipy_stats
+
+    a = scipy_stats.rankdata(predicted, axis=1)
+    b = scipy_stats.rankdata(true, axis=1)
+    a, b = a - a.mean(axis=1, keepdims=True), b - b.mean(axis=1, keepdims=True)
+    norm = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return np.divide((a * b).sum(axis=1), norm, out=np.zeros(len(a)), where=norm > 0)
+
+
+def paired_spearman_gap(predictions: list, reference: list, targets, resamples: int = 1000,
+                        seed: int = 0) -> dict:
+    """Mean Spearman of ``predictions`` (one list per seed) minus that of ``reference``, on the same test targets,
+    and the variance of that difference over ``resamples`` seeded bootstrap resamples of the test examples (each
+    resample scores every seed of both sides on the same examples, so the pairing is kept)."""
+    targets = np.asarray(targets, dtype=float)
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, targets.size, size=(resamples, targets.size))
+    true = targets[index]
+
+    def mean_rho(sides: list) -> np.ndarray:
+        return np.mean([_row_spearman(np.asarray(p, dtype=float)[index], true) for p in sides], axis=0)
+
+    differences = mean_rho(predictions) - mean_rho(reference)
+    return {"variance": float(differences.var(ddof=1)), "resamples": resamples}

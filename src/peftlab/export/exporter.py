@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from peftlab.errors import ConfigError, MethodError
+from peftlab.tasks.kinds import PREDICTIONS, task_kind_of
 from peftlab.export.compress import COMPACT_FILE, check_quantizer, compress_file, parse_densities
 from peftlab.export.evaluation import evaluate_folder, study_test_task
 from peftlab.export.merge import write_merged
@@ -66,6 +67,10 @@ def prepare_export(config: ExportConfig):
         compressible = ", ".join(m.name for m in METHODS.values() if m.update_tensors)
         raise MethodError(f"method '{method.name}' cannot be compressed: compression sparsifies a saved weight "
                           f"update, which only these methods' files are ({compressible})")
+    kind = task_kind_of(source.study.get("task"))
+    if config.compress and kind.per_example == PREDICTIONS:  # regression: no accuracy to compare compressions by
+        raise ConfigError(f"--compress measures the compressed adapter's test accuracy, which a {kind.name} study "
+                          "does not have; export it without --compress")
     for flag, path in (("--adapter", config.adapter), ("--merged", config.merged)):
         if path:
             check_destination(Path(path), flag)

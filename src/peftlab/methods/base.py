@@ -103,7 +103,7 @@ class Method:
     trains: bool = True  # False: nothing trains (zero-shot), the run evaluates the model as it is, once
     source: str = "peftlab"  # whose implementation trains: "peft" (HF peft's) or "peftlab" (its own)
     # the task kinds (tasks/kinds.py names) it runs on; empty: none (it is refused everywhere)
-    task_kinds: tuple[str, ...] = ("classification", "multiple-choice", "generation")
+    task_kinds: tuple[str, ...] = ("classification", "regression", "multiple-choice", "generation")
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]

@@ -163,7 +163,7 @@ def tuner_method(peft_type: str, config_class: type) -> Method:
     """The method for one peft tuner type."""
     rate, settings = TUNER_DEFAULTS.get(peft_type, (5e-4, {}))
     kinds = () if peft_type in TUNER_REFUSALS else ("generation",) if peft_type in DECODER_ONLY else \
-        ("classification", "generation")  # the kinds tests/test_peft_tuners.py runs them on
+        ("classification", "regression", "generation")  # the kinds tests run them on (test_peft_tuners.py, test_regression.py)
     settings = dict(settings)
     name = peft_type.lower()
     refused = TUNER_REFUSALS.get(peft_type, "")

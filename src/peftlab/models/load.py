@@ -218,6 +218,27 @@ def load_classifier(ref: ModelRef, label_names: list[str], pad_token_id: int | N
     return _plain_if_dequantized(model)
 
 
+def load_regressor(ref: ModelRef, label_names: list[str], pad_token_id: int | None = None,
+                   **load_kwargs) -> PreTrainedModel:
+    """A fresh sequence-classification model with a one-output head trained with MSE (transformers'
+    ``problem_type="regression"``); ``label_names`` is the target's name. A checkpoint that already has a
+    classification head of another size gets a new one (``ignore_mismatched_sizes``)."""
+    kwargs = ref.from_pretrained_kwargs()
+    if not ref.gguf_file:
+        kwargs["use_safetensors"] = True
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            ref.path, num_labels=1, problem_type="regression", id2label={0: label_names[0]},
+            label2id={label_names[0]: 0}, ignore_mismatched_sizes=True, dtype=torch.float32, **kwargs,
+            **load_kwargs,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise _model_error(ref, error) from None
+    if model.config.pad_token_id is None and pad_token_id is not None:
+        model.config.pad_token_id = pad_token_id
+    return _plain_if_dequantized(model)
+
+
 def load_causal_lm(ref: ModelRef, pad_token_id: int | None = None, **load_kwargs) -> PreTrainedModel:
     """The pretrained decoder with its language-model head, fp32 (a GGUF checkpoint is dequantized).
 

@@ -16,6 +16,7 @@ from peftlab.files import DIAGNOSIS_FILE, read_results
 from peftlab.methods import trains
 from peftlab.report.cells import human_bytes, human_count, percent
 from peftlab.report.tables import REFERENCE_METHOD, headline_metric, reference_run
+from peftlab.tasks.kinds import PREDICTIONS, task_kind_of
 
 
 @dataclass
@@ -68,8 +69,9 @@ def best_peft_run(results: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def headline(results: dict[str, Any]) -> str:
-    """The comparison in one sentence, with its numbers."""
+    """The comparison in one sentence, with its numbers (a regression study's Spearman as a correlation)."""
     key, words = headline_metric(results)
+    pct = _correlation if task_kind_of(results["study"].get("task")).per_example == PREDICTIONS else _pct
     reference, best = reference_run(results["runs"]), best_peft_run(results)
     failed = [run["method"] for run in results["runs"] if run.get("status") not in ("ok", "refused")]
     refused = list(dict.fromkeys(run["method"] for run in results["runs"] if run.get("status") == "refused"))
@@ -78,16 +80,16 @@ def headline(results: dict[str, Any]) -> str:
     if reference is None and best is None:
         return "No run finished, so there is nothing to compare." + tail
     if best is None:
-        return (f"Only full fine-tuning finished: {_pct(reference['metrics'][key])} test {words}." + tail)
+        return (f"Only full fine-tuning finished: {pct(reference['metrics'][key])} test {words}." + tail)
     cost, metrics = best["cost"], best["metrics"]
     share = cost["trainable_params"] / cost["total_params"] if cost.get("total_params") else 0
     if reference is None:
         return (f"Full fine-tuning did not finish; the best method, {best['method']}, reached "
-                f"{_pct(metrics[key])} test {words} training {percent(share)} of the parameters." + tail)
+                f"{pct(metrics[key])} test {words} training {percent(share)} of the parameters." + tail)
     ref_cost, ref_score = reference["cost"], reference["metrics"][key]
     return (
-        f"The best parameter-efficient method, {best['method']}, reached {_pct(metrics[key])} test "
-        f"{words} against {_pct(ref_score)} for full fine-tuning ({100 * (metrics[key] - ref_score):+.1f} "
+        f"The best parameter-efficient method, {best['method']}, reached {pct(metrics[key])} test "
+        f"{words} against {pct(ref_score)} for full fine-tuning ({100 * (metrics[key] - ref_score):+.1f} "
         f"points), training {human_count(cost['trainable_params'])} parameters ({percent(share)}) instead of "
         f"{human_count(ref_cost['trainable_params'])}, with peak memory {human_bytes(cost['peak_memory_bytes'])} vs "
         f"{human_bytes(ref_cost['peak_memory_bytes'])}, train time {cost['train_seconds']:.0f} s vs "
@@ -193,3 +195,7 @@ def format_value(value: Any) -> str:
 
 def _pct(share: float) -> str:
     return f"{100 * share:.1f}%"
+
+
+def _correlation(value: float) -> str:
+    return f"{value:.3f}"

@@ -125,6 +125,8 @@ def table_title(results: dict[str, Any]) -> str:
 
 METRIC_KEYS = ("accuracy", "macro_f1", "test_loss", "validation_accuracy", "best_epoch", "exact_match",
                "normalized_match", "validation_exact_match", "test_perplexity", "accuracy_unnormalized")
+# regression's metrics (spearman, pearson, mse, mae, validation_spearman) come from the runs' records
+ERROR_KEYS = ("mse", "mae")  # regression's errors, shown next to its two correlations
 COST_KEYS = ("trainable_params", "total_params", "optimizer_state_bytes", "peak_memory_bytes", "train_seconds",
              "train_tokens", "train_tokens_per_second", "train_steps", "budget_steps", "budget_used", "checkpoint_bytes",
              "inference_ms_per_example")
@@ -141,13 +143,20 @@ def comparison(results: dict[str, Any]) -> ReportTable:
     metric_keys = list(dict.fromkeys([first, second, *METRIC_KEYS,
                                       *(key for run in runs for key in (run.get("metrics") or {}))]))
     titles = {first: first_title, second: second_title, **COST_TITLES}
+    errors = [key for key in ERROR_KEYS if any(key in (run.get("metrics") or {}) for run in runs)]
+    titles.update({key: key.upper() for key in errors})  # regression: MSE and MAE in the target's units
     if any(run.get("stopped") for run in runs):  # early stopping ended a run: the share of its budget it trained
         titles["budget_used"] = "budget used"
     columns = [Column("method", "method", "left"), Column("seed"), Column("status"), Column("reason"),
                *(Column(key, titles.get(key, "")) for key in (*metric_keys, *COST_KEYS))]
     rows = [_comparison_row(results, index, run, first, second, metric_keys) for index, run in enumerate(runs)]
-    return ReportTable("comparison", table_title(results), columns, rows,
-                       legend="Quality in %, in brackets the difference to full fine-tuning (ref) in points.")
+    for row in rows:
+        if row.status == "ok":
+            row.cells.update({key: _error_cell(row.values.get(key), None) for key in errors})
+    legend = ("Correlations ×100, in brackets the difference to full fine-tuning (ref) in points; MSE and MAE in "
+              "the target's units." if errors else
+              "Quality in %, in brackets the difference to full fine-tuning (ref) in points.")
+    return ReportTable("comparison", table_title(results), columns, rows, legend=legend)
 
 
 def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], first: str, second: str,
@@ -191,9 +200,12 @@ ATTACKS = {"word_substitution": ("word_attack_success_rate", "word attack"),
 
 def robustness(results: dict[str, Any]) -> ReportTable:
     """Per run: clean accuracy, accuracy per perturbation family, mean robust drop, attack success rates (with
-    95% intervals), and the robust set's accuracy when one was given."""
+    95% intervals), and the robust set's accuracy when one was given; for records of errors (regression,
+    ``score: mae``), :func:`error_robustness`."""
     runs = [(index, run) for index, run in enumerate(results["runs"])
             if run.get("status") == "ok" and isinstance(run.get("robustness"), dict) and run["robustness"]]
+    if any(run["robustness"].get("score") == "mae" for _, run in runs):
+        return error_robustness(results, runs)
     has_set = any("robust_set" in run["robustness"] for _, run in runs)
     columns = [Column("method", "method", "left"), Column("robustness_status"), Column("robustness_reason"),
                Column("robust_clean_accuracy", "clean"),
@@ -228,6 +240,54 @@ def _robustness_row(results: dict[str, Any], index: int, run: dict[str, Any]) ->
     drop = record.get("drop_points")
     row.cells["robust_drop_points"] = "-" if drop is None else f"{drop:+.1f}"
     return row
+
+
+def error_robustness(results: dict[str, Any], runs: list[tuple[int, dict]]) -> ReportTable:
+    """Regression: per run, the mean absolute error on the clean sample, per perturbation family and pooled (with
+    95% bootstrap intervals, in the target's units), its increase under perturbation, and the clean Spearman; the
+    attacks' reason for not applying is a note."""
+    columns = [Column("method", "method", "left"), Column("robustness_status"), Column("robustness_reason"),
+               Column("robust_clean_mae", "clean MAE"),
+               *(Column(f"robust_{family}_mae", family) for family in ROBUSTNESS_FAMILIES),
+               Column("robust_perturbed_mae", "perturbed MAE"), Column("robust_mae_increase", "MAE increase"),
+               Column("robust_clean_spearman", "clean Spearman")]
+    rows = []
+    for index, run in runs:
+        record = run["robustness"]
+        status = record.get("status", "ok")
+        row = Row(index, run_label(results, run), status=status, reason=record.get("reason", ""),
+                  values={"robustness_status": status, "robustness_reason": record.get("reason", "")})
+        if status == "ok":
+            families = record.get("families", {})
+            scores = {"robust_clean_mae": (record.get("clean_mae"), record.get("clean_ci95")),
+                      "robust_perturbed_mae": (record.get("perturbed_mae"), record.get("perturbed_ci95"))}
+            scores.update({f"robust_{family}_mae": (families[family]["mae"], families[family]["ci95"])
+                           for family in ROBUSTNESS_FAMILIES if family in families})
+            row.values.update({key: value for key, (value, _) in scores.items()})
+            row.values.update(robust_mae_increase=record.get("mae_increase"),
+                              robust_clean_spearman=record.get("clean_spearman"))
+            row.cells = {key: _error_cell(value, ci95) for key, (value, ci95) in scores.items()}
+            increase = record.get("mae_increase")
+            row.cells["robust_mae_increase"] = "-" if increase is None else f"{increase:+.3g}"
+            row.cells["robust_clean_spearman"] = points(record.get("clean_spearman"))
+        rows.append(row)
+    first = next((run["robustness"] for _, run in runs if "clean_mae" in run["robustness"]), {})
+    severity = first.get("severity")
+    touched = f"{100 * severity:.0f}%" if isinstance(severity, (int, float)) else "-"
+    title = (f"robustness: mean absolute error in the target's units [95% CI] on {first.get('examples', '-')} test "
+             f"examples, perturbations touching {touched} of the words; increase = mean perturbed − clean MAE "
+             "(positive: worse); clean Spearman ×100")
+    table = ReportTable("robustness", title, columns, rows, subject="robustness")
+    reason = (first.get("attacks") or {}).get("reason")
+    if reason:
+        table.legend = f"Attacks not run: {reason}."
+    return table
+
+
+def _error_cell(value: float | None, ci95: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" + (f" [{ci95[0]:.3g}–{ci95[1]:.3g}]" if ci95 else "")
 
 
 def robustness_title(first: dict) -> str:

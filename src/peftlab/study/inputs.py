@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from peftlab.study.config import CompareConfig
 from peftlab.study.environment import command_line, hardware, package_versions
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
-from peftlab.tasks.kinds import ROBUSTNESS
+from peftlab.tasks.kinds import ATTACKS, ROBUST_SET, ROBUSTNESS
 
 
 @dataclass
@@ -73,6 +73,9 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
     tokenizer = load_tokenizer(model_ref)
     check_vocabulary(config, model_config, tokenizer)
     robust_set = None
+    if config.robustness and config.robust_set and not task.kind.applies(ROBUST_SET):
+        raise ConfigError(f"--robust-set is a file of class labels; it does not apply to a {task.kind.name} task. "
+                          "Drop --robust-set.")
     if config.robustness and config.robust_set and task.kind.applies(ROBUSTNESS):
         robust_set = load_robust_set(config.robust_set, task, tokenizer, config.max_length)
     if writes_out:
@@ -138,7 +141,9 @@ def build_robustness_suite(study: Study) -> RobustnessSuite | None:
     if settings is None or not study.task.kind.applies(ROBUSTNESS):
         return None
     start = time.perf_counter()
-    embeddings = base_input_embeddings(study.model_ref, study.task.label_names)
+    if not study.task.kind.applies(ATTACKS):  # its robustness record says why there are no attacks
+        settings = replace(settings, attack_examples=0)
+    embeddings = base_input_embeddings(study.model_ref, study.task.label_names, study.task.kind.load_model)
     suite = build_suite(study.task, study.tokenizer, embeddings, study.config.max_length, settings, study.robust_set)
     suite.build_seconds = time.perf_counter() - start
     return suite

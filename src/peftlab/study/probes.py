@@ -24,7 +24,6 @@ from peftlab.estimate.trace import count_step_flops
 from peftlab.evaluate import inference_ms_per_example
 from peftlab.evaluate.forgetting import lm_cross_entropy, linear_cka, sentence_features
 from peftlab.evaluate.kinds import kind_evaluation
-from peftlab.evaluate.robustness import evaluate_robustness
 from peftlab.files import short_reason
 from peftlab.measure import Phases
 from peftlab.measure import release_free_memory
@@ -138,9 +137,10 @@ class RobustnessProbe(Probe):
         return study.config.robustness
 
     def measure(self, run: TrainedRun) -> dict[str, Any]:
-        if run.study.robustness is None:
+        measure = kind_evaluation(run.study.task.kind).robustness
+        if run.study.robustness is None or measure is None:
             raise ProbeSkipped(f"not available for task type {run.study.task.kind.name}")
-        return evaluate_robustness(run.model, run.study.tokenizer, run.study.robustness, run.device)
+        return measure(run.model, run.study.tokenizer, run.study.robustness, run.device, run.study.task)
 
 
 class GeneralizationProbe(Probe):

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from peftlab.errors import ConfigError, PeftlabError
-from peftlab.evaluate.robustness import evaluate_robustness
+from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.lock import StudyLock
 from peftlab.study.artifacts import load_run
 from peftlab.study.inputs import build_robustness_suite
@@ -39,9 +39,10 @@ def _evaluate(run_dir: Path, results: dict[str, Any], on_run_done: Callable[[dic
     header = results["study"]
     study = reload_study(header, run_dir, **overrides)
     study.robustness = build_robustness_suite(study)
-    if study.robustness is None:
-        raise ConfigError(f"the robustness evaluation is defined for classification tasks; {run_dir} is a "
-                          f"{study.task.kind.name} study")
+    measure = kind_evaluation(study.task.kind).robustness
+    if study.robustness is None or measure is None:
+        raise ConfigError(f"the robustness evaluation is defined for classification and regression tasks; {run_dir} "
+                          f"is a {study.task.kind.name} study")
     header["robustness"] = study.robustness.describe()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for run in results["runs"]:
@@ -53,7 +54,7 @@ def _evaluate(run_dir: Path, results: dict[str, Any], on_run_done: Callable[[dic
             run["robustness"] = {"status": "failed", "reason": str(error)}
         else:
             run["robustness"] = guarded(
-                lambda model=model.to(device): evaluate_robustness(model, tokenizer, study.robustness, device),
+                lambda model=model.to(device): measure(model, tokenizer, study.robustness, device, study.task),
                 lambda text: write_log(run_dir, f"{run['method']}.robustness", text))
             del model
         write_json_atomic(run_dir / RESULTS_FILE, results)

@@ -126,6 +126,8 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     }
     record["curve"] = {"train_loss": outcome.train_loss, "validation": outcome.validation}
     record["test_correct"] = test.get("correct")  # per test example, "1"/"0": the verdict's paired comparison
+    if "predictions" in test:  # regression: per test example, predicted and true values (the verdict's pairing)
+        record["test_predictions"], record["test_targets"] = test["predictions"], test["targets"]
     record["stopped"] = outcome.stopped  # early stopping: where and why; None when the run used its whole budget
     record["artifact"] = str(artifact.relative_to(out)) if artifact else None
     trained = TrainedRun(model, name, record["config"], run.seed, study, encoded, accelerator.device,
@@ -146,6 +148,7 @@ def save_artifact(study: Study, name: str, run_config: dict, model, out: Path, f
         "method": name, "config": run_config, "model": study.config.model, "model_path": study.model_ref.path,
         "gguf_file": study.model_ref.gguf_file, "label_names": study.task.label_names, "task_type": study.task.kind.name,
         "max_length": study.config.max_length,
+        **({"target_scale": list(study.task.target_scale)} if study.task.target_scale is not None else {}),
     })
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)

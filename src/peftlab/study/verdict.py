@@ -27,6 +27,11 @@ The rules (docs/VERDICT.md states them for users):
 
 The statistics are approximations a reader can check by hand (normal quantile 1.96; the seed variance is a sample
 variance of a few seeds), chosen over a bootstrap so that the same records always give the same verdict.
+
+Regression (a kind whose per-example record is predictions, not hits) keeps the rules and changes the statistics:
+rule 2's interval is Fisher's for Spearman's rho on the test examples and its baseline 0 (predicting the training
+mean); rule 4's gap is in Spearman points (×100) with a normal interval whose test-sample variance is a paired
+bootstrap over test examples, seeded (1000 resamples, seed 0) so that the same records still give the same verdict.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from peftlab.evaluate.stats import Z_95, wilson_interval
+from peftlab.evaluate.stats import Z_95, paired_spearman_gap, spearman_interval, wilson_interval
 from peftlab.methods import trains
-from peftlab.tasks.kinds import task_kind_of
+from peftlab.tasks.kinds import PREDICTIONS, task_kind_of
 
 REFERENCE_METHOD = "full"
 DEFAULT_TOLERANCE_POINTS = 1.0
@@ -48,7 +53,9 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
     """The verdict record of results.json (``verdict``) from the study's header and its run records."""
     config = header.get("config") or {}
     tolerance = float(config.get("tolerance", DEFAULT_TOLERANCE_POINTS))
-    metric = task_kind_of(header.get("task")).quality_metrics[0].key
+    kind = task_kind_of(header.get("task"))
+    metric = kind.quality_metrics[0].key
+    by_predictions = kind.per_example == PREDICTIONS  # regression: Spearman's intervals, not proportions
     measured = _method_groups(runs, metric)
     groups = {method: group for method, group in measured.items() if trains(method)}
     verdict: dict[str, Any] = {"decision": "inconclusive", "conclusive": False, "metric": metric,
@@ -68,8 +75,10 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
     verdict["reference"] = reference
     task = header.get("task") or {}
     baseline, test_examples = task.get("test_majority_share"), (task.get("sizes") or {}).get("test")
-    learned = _learned(groups[reference], metric, baseline if isinstance(baseline, (int, float)) else 0.0,
-                       "majority class" if isinstance(baseline, (int, float)) else "zero", test_examples)
+    learned = (_learned_correlation(groups[reference], metric, kind.baseline_name, test_examples) if by_predictions
+               else _learned(groups[reference], metric, baseline if isinstance(baseline, (int, float)) else 0.0,
+                             "majority class" if isinstance(baseline, (int, float)) else kind.baseline_name,
+                             test_examples))
     verdict["learned"] = learned
     flattened = _flattened(groups[reference], metric, tolerance)
     verdict["flattened"] = flattened
@@ -100,7 +109,8 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
         verdict.update(decision=REFERENCE_METHOD, conclusive=True)
         verdict["reasons"].append("only full fine-tuning finished: no PEFT method to compare with")
         return verdict
-    verdict["methods"] = {method: _gap(group, groups[REFERENCE_METHOD], metric, test_examples)
+    gap_of = _correlation_gap if by_predictions else _gap
+    verdict["methods"] = {method: gap_of(group, groups[REFERENCE_METHOD], metric, test_examples)
                           for method, group in peft.items()}
     best = max(peft, key=lambda method: (verdict["methods"][method]["gap_points"],
                                          -_mean(peft[method], "trainable_params", "cost")))
@@ -180,6 +190,55 @@ def _learned(group: list[dict], metric: str, baseline: float, baseline_name: str
     low = ci95[0] if ci95 else value
     return {"method": group[0]["method"], "value": value, "ci95": ci95, "examples": n, "baseline": baseline,
             "baseline_name": baseline_name, "learned": low > baseline}
+
+
+def _learned_correlation(group: list[dict], metric: str, baseline_name: str,
+                         test_examples: int | None) -> dict[str, Any]:
+    """Regression: learned when the lower end of Spearman's 95% interval (Fisher's z, on the test examples) is above
+    0, the score of predicting the training mean everywhere."""
+    value = _mean(group, metric)
+    predictions = group[0].get("test_predictions")
+    n = len(predictions) if isinstance(predictions, list) and predictions else test_examples
+    ci95 = spearman_interval(value, n) if n else None
+    low = ci95[0] if ci95 else value
+    return {"method": group[0]["method"], "value": value, "ci95": ci95, "examples": n, "baseline": 0.0,
+            "baseline_name": baseline_name, "learned": low > 0.0}
+
+
+def _correlation_gap(group: list[dict], reference: list[dict], metric: str,
+                     test_examples: int | None) -> dict[str, Any]:
+    """Regression: mean Spearman(group) − mean Spearman(reference) in points (×100) with a 95% normal interval
+    whose variance is a seeded paired bootstrap over the test examples (both sides' predictions on the same
+    resampled examples), plus each side's seed-to-seed variance with two seeds or more. Without per-example
+    predictions: the unpaired delta-method variance (1.06 / (n − 3)) · (1 − rho²)² of each side (wider)."""
+    mean, ref_mean = _mean(group, metric), _mean(reference, metric)
+    predictions, ref_predictions = _predictions(group), _predictions(reference)
+    targets = group[0].get("test_targets")
+    if predictions and ref_predictions and targets == reference[0].get("test_targets") \
+            and {len(p) for p in predictions + ref_predictions} == {len(targets)}:
+        variance = paired_spearman_gap(predictions, ref_predictions, targets)["variance"]
+        interval = "paired bootstrap over test examples"
+    else:
+        n = test_examples or 0
+        variance = (1.06 / (n - 3) * ((1 - mean ** 2) ** 2 + (1 - ref_mean ** 2) ** 2)) if n > 3 else math.inf
+        interval = "unpaired, no per-example predictions"
+    for side in (group, reference):
+        if len(side) >= 2:
+            values = [run["metrics"][metric] for run in side]
+            side_mean = sum(values) / len(values)
+            variance += sum((v - side_mean) ** 2 for v in values) / (len(values) - 1) / len(values)
+    if any(len(side) >= 2 for side in (group, reference)):
+        interval += " and seeds"
+    half = Z_95 * math.sqrt(variance) if math.isfinite(variance) else math.inf
+    gap = 100 * (mean - ref_mean)
+    return {"gap_points": gap, "ci95_points": [gap - 100 * half, gap + 100 * half], "interval": interval,
+            "seeds": len(group)}
+
+
+def _predictions(group: list[dict]) -> list[list[float]] | None:
+    """Each run's per-example test predictions; None when a run lacks them."""
+    lists = [run.get("test_predictions") for run in group]
+    return lists if all(isinstance(p, list) and p for p in lists) else None
 
 
 def _flattened(group: list[dict], metric: str, tolerance: float) -> dict[str, Any]:

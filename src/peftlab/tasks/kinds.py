@@ -3,9 +3,10 @@
 A kind is data, in the way an lm-evaluation-harness task's ``output_type`` is: its name (results.json's
 ``task.type``), how its data is loaded and encoded, the model it trains (a sequence classifier, a causal LM or a
 seq2seq LM), the validation score that picks the best epoch, the two quality metrics tables show, the probes that
-apply to its runs and the task the cost estimate models. Code asks ``task.kind`` (or :func:`task_kind` when it only
-has a results header), never a type string. Adding a task type (regression next) is one more object here and its
-evaluation in :mod:`peftlab.evaluate.kinds`.
+apply to its runs, what its per-example test record is (the verdict's paired comparison) and the task the cost
+estimate models. Code asks ``task.kind`` (or :func:`task_kind` when it only has a results header), never a type
+string. Adding a task type is one more object here and its evaluation in :mod:`peftlab.evaluate.kinds` (regression
+was added so: :data:`REGRESSION`, :mod:`peftlab.tasks.regression`, :mod:`peftlab.evaluate.regression`).
 
 The prompted kinds (multiple choice, generation) have one variant per model *stack*: ``decoder`` (a causal LM,
 prompt and answer one sequence, :mod:`peftlab.tasks.causal`) and ``encoder-decoder`` (T5, BART, ...: the prompt
@@ -32,11 +33,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from peftlab.errors import TaskKindError
-from peftlab.models.load import is_encoder_decoder, load_causal_lm, load_classifier, load_config, load_seq2seq_lm
+from peftlab.models.load import (
+    is_encoder_decoder,
+    load_causal_lm,
+    load_classifier,
+    load_config,
+    load_regressor,
+    load_seq2seq_lm,
+)
 from peftlab.tasks.causal import encode_choice_task, encode_generation_task
 from peftlab.tasks.encode import encode_labelled_task
 from peftlab.tasks.labelled import load_labelled_task
 from peftlab.tasks.prompted import load_generation_task, load_multiple_choice_task
+from peftlab.tasks.regression import encode_regression_task, load_regression_task
 from peftlab.tasks.seq2seq import encode_seq2seq_choice_task, encode_seq2seq_generation_task
 
 if TYPE_CHECKING:
@@ -46,9 +55,13 @@ if TYPE_CHECKING:
     from peftlab.models.load import ModelRef
     from peftlab.tasks.task import Task
 
-ROBUSTNESS = "robustness"  # perturbations, attacks and --robust-set (peftlab.evaluate.robustness)
+ROBUSTNESS = "robustness"  # perturbations (peftlab.evaluate.robustness, peftlab.evaluate.regression)
+ATTACKS = "attacks"  # the robustness probe's word-substitution attacks: they flip a predicted class
+ROBUST_SET = "robust-set"  # --robust-set: an external file of class labels
 DIAGNOSIS = "diagnosis"  # the signals of `peftlab diagnose` (peftlab.diagnose)
-PROBES = (ROBUSTNESS, DIAGNOSIS)  # probes that apply to some kinds only; latency and the estimate check: all
+PROBES = (ROBUSTNESS, ATTACKS, ROBUST_SET, DIAGNOSIS)  # probes that apply to some kinds only; latency, estimate: all
+HITS = "hits"  # a run's per-example test record: right or wrong (test_correct)
+PREDICTIONS = "predictions"  # a run's per-example test record: predicted and true values (test_predictions)
 DECODER = "decoder"  # stacks of a prompted kind's variants: a causal LM
 ENCODER_DECODER = "encoder-decoder"  # a seq2seq LM (the config's is_encoder_decoder)
 
@@ -73,6 +86,8 @@ class TaskKind:
     estimate_task: str  # the task peftlab.estimate models: "classification", "causal-lm" or "seq2seq-lm"
     probes: frozenset[str] = field(default_factory=frozenset)  # of PROBES
     majority_baseline: bool = False  # labels are classes: always answering the commonest one is a baseline
+    baseline_name: str = "zero"  # what a headline score of 0 is, when there is no majority baseline (the verdict)
+    per_example: str = HITS  # HITS or PREDICTIONS: what the verdict's paired comparison of two runs reads
     stack: str | None = None  # the model stack this variant trains (DECODER, ENCODER_DECODER); None: any model
 
     def load(self, data: str, **options) -> Task:
@@ -110,6 +125,8 @@ def _language_model(ref: ModelRef, label_names: list[str], pad_token_id: int | N
 
 
 ACCURACY = QualityMetric("accuracy", "accuracy")
+SPEARMAN = QualityMetric("spearman", "Spearman")  # rank correlation of predictions with targets
+PEARSON = QualityMetric("pearson", "Pearson")
 MACRO_F1 = QualityMetric("macro_f1", "macro F1")
 EXACT_MATCH = QualityMetric("exact_match", "exact match")  # the stripped completion equals a reference
 NORMALIZED_MATCH = QualityMetric("normalized_match", "normalised match")  # equal after SQuAD normalisation
@@ -122,7 +139,7 @@ CLASSIFICATION = TaskKind(
     selection_metric="accuracy",
     quality_metrics=(ACCURACY, MACRO_F1),
     estimate_task="classification",
-    probes=frozenset({ROBUSTNESS, DIAGNOSIS}),
+    probes=frozenset({ROBUSTNESS, ATTACKS, ROBUST_SET, DIAGNOSIS}),
     majority_baseline=True,
 )
 
@@ -148,17 +165,33 @@ GENERATION = TaskKind(
     stack=DECODER,
 )
 
+REGRESSION = TaskKind(
+    name="regression",
+    load_data=load_regression_task,  # a float target per text; standardised for training (tasks/regression.py)
+    encode=encode_regression_task,
+    load_model=load_regressor,  # a one-output head, MSE loss
+    selection_metric="spearman",
+    quality_metrics=(SPEARMAN, PEARSON),  # MSE and MAE are in the run's metrics too
+    estimate_task="classification",  # the same sequence-classification model, one output
+    probes=frozenset({ROBUSTNESS, DIAGNOSIS}),  # perturbations as the change in MAE (no attacks, no robust set);
+    # the diagnosis with a ridge probe
+    baseline_name="training mean",  # predicting the training mean everywhere: Spearman 0
+    per_example=PREDICTIONS,
+)
+
 # The encoder-decoder variants: the same task types, encoded as encoder input + decoder labels
 SEQ2SEQ_MULTIPLE_CHOICE = dataclasses.replace(MULTIPLE_CHOICE, encode=encode_seq2seq_choice_task,
                                               estimate_task="seq2seq-lm", stack=ENCODER_DECODER)
 SEQ2SEQ_GENERATION = dataclasses.replace(GENERATION, encode=encode_seq2seq_generation_task,
                                          estimate_task="seq2seq-lm", stack=ENCODER_DECODER)
 
-TASK_KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (CLASSIFICATION, MULTIPLE_CHOICE, GENERATION)}
+TASK_KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (CLASSIFICATION, REGRESSION, MULTIPLE_CHOICE,
+                                                                  GENERATION)}
 # every variant of every kind, by (name, stack); a kind's default variant (TASK_KINDS) is the decoder one
 KIND_VARIANTS: dict[tuple[str, str | None], TaskKind] = {
     (kind.name, kind.stack): kind
-    for kind in (CLASSIFICATION, MULTIPLE_CHOICE, SEQ2SEQ_MULTIPLE_CHOICE, GENERATION, SEQ2SEQ_GENERATION)
+    for kind in (CLASSIFICATION, REGRESSION, MULTIPLE_CHOICE, SEQ2SEQ_MULTIPLE_CHOICE, GENERATION,
+                 SEQ2SEQ_GENERATION)
 }
 
 

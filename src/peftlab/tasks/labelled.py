@@ -44,7 +44,7 @@ def load_labelled_task(data: str, kind: TaskKind, *, subset: str | None = None, 
     name, raw = read_source(data, subset)
     tables = pick_splits(raw, split, data)
     columns = resolve_columns(columns_of(tables["train"]), text_column, text_pair_column, label_column, data)
-    frames, class_names = _extract(tables, columns, data)
+    frames, class_names = extract_frames(tables, columns, data)
     label_names = _encode_labels(frames, class_names, columns["label"], data)
     frames = complete_splits(frames, np.random.default_rng(seed), data)
     frames = cap_splits(frames, max_train_examples, max_eval_examples, seed)
@@ -88,12 +88,14 @@ def _column(name: str | None, candidates: tuple[str, ...], available: list[str],
     return found
 
 
-def _extract(tables: dict[str, Table], columns: dict[str, str | None],
-             data: str) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
+def extract_frames(tables: dict[str, Table], columns: dict[str, str | None], data: str,
+                   check_labels=None) -> tuple[dict[str, pd.DataFrame], list[str] | None]:
     """Per split, a DataFrame with ``text``, optional ``text_pair`` and raw ``label``; texts and labels checked.
 
     A held-out split without any label (no label column, all missing, or -1 in an HF ClassLabel) is dropped
     and carved from train instead. Returns the frames and the ClassLabel names when the source has them.
+    ``check_labels(values, column, where)`` checks a split's labels (default: class labels; regression passes its
+    own, :mod:`peftlab.tasks.regression`).
     """
     wanted = {key: col for key, col in columns.items() if col is not None}
     frames, class_names = {}, None
@@ -116,7 +118,7 @@ def _extract(tables: dict[str, Table], columns: dict[str, str | None],
         for key in ("text", "text_pair"):
             if key in frame:
                 _check_texts(frame[key].tolist(), wanted[key], where)
-        _check_labels(frame["label"].tolist(), wanted["label"], where)
+        (check_labels or _check_labels)(frame["label"].tolist(), wanted["label"], where)
         frames[split] = frame
     return frames, class_names
 
@@ -159,8 +161,24 @@ def _check_labels(values: list, column: str, where: str) -> None:
             raise DataError(f"column {column!r} in {where} holds lists (row index {i}); peftlab needs one label "
                             "per example. Pass --label-column.")
         if isinstance(v, (float, np.floating)) and not float(v).is_integer():
-            raise DataError(f"column {column!r} in {where} holds fractional numbers ({v} at row index {i}), "
-                            "which looks like regression; peftlab needs class labels. Pass --label-column.")
+            raise NumericLabels(column, where, v, i, len({float(x) for x in values if is_number(x)}))
+
+
+class NumericLabels(DataError):
+    """A label column of fractional numbers: a regression target, not classes. :func:`peftlab.tasks.load_task`
+    reads it as a regression task when the kind was not named and it has many distinct values
+    (:data:`peftlab.tasks.regression.MIN_DISTINCT_TARGETS`); otherwise this is the one-line refusal."""
+
+    def __init__(self, column: str, where: str, value: object, row: int, distinct: int):
+        super().__init__(f"column {column!r} in {where} holds fractional numbers ({value} at row index {row}, "
+                         f"{distinct} distinct values), which looks like regression; pass --task regression to "
+                         "predict them as numbers, or --label-column for a column of class labels")
+        self.distinct = distinct
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and not is_missing(value)
 
 
 def is_missing(value: object) -> bool:

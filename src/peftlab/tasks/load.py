@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from peftlab.errors import ConfigError, TaskKindError
-from peftlab.tasks.kinds import CLASSIFICATION, GENERATION, TASK_KINDS, TaskKind, task_kind
+from peftlab.tasks.kinds import CLASSIFICATION, GENERATION, REGRESSION, TASK_KINDS, TaskKind, task_kind
+from peftlab.tasks.labelled import NumericLabels
 from peftlab.tasks.prompted import looks_like_generation
+from peftlab.tasks.regression import MIN_DISTINCT_TARGETS
 from peftlab.tasks.task import Task
+
+log = logging.getLogger(__name__)
 
 
 def load_task(data: str, *, subset: str | None = None, split: str | None = None,
@@ -25,9 +31,16 @@ def load_task(data: str, *, subset: str | None = None, split: str | None = None,
     kind = chosen_kind(task_type) if task_type is not None else infer_kind(data)
     if model_config is not None:
         kind = kind.for_model(model_config)
-    return kind.load(data, subset=subset, split=split, text_column=text_column, text_pair_column=text_pair_column,
-                     label_column=label_column, max_train_examples=max_train_examples,
-                     max_eval_examples=max_eval_examples, seed=seed)
+    options = dict(subset=subset, split=split, text_column=text_column, text_pair_column=text_pair_column,
+                   label_column=label_column, max_train_examples=max_train_examples,
+                   max_eval_examples=max_eval_examples, seed=seed)
+    try:
+        return kind.load(data, **options)
+    except NumericLabels as numbers:
+        if task_type is not None or numbers.distinct < MIN_DISTINCT_TARGETS:
+            raise
+    log.info("the label column of %s holds fractional numbers: loading it as a regression task", data)
+    return REGRESSION.load(data, **options)
 
 
 def chosen_kind(name: str) -> TaskKind:
@@ -39,5 +52,7 @@ def chosen_kind(name: str) -> TaskKind:
 
 
 def infer_kind(data: str) -> TaskKind:
-    """generation when a local JSON/JSONL file obviously holds prompts and answers; else classification."""
+    """generation when a local JSON/JSONL file obviously holds prompts and answers; else classification (which
+    :func:`load_task` turns into regression when the label column holds fractional numbers with at least
+    :data:`~peftlab.tasks.regression.MIN_DISTINCT_TARGETS` distinct values)."""
     return GENERATION if looks_like_generation(data) else CLASSIFICATION

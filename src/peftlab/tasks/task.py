@@ -23,11 +23,14 @@ class Task:
 
     name: str
     source: str
-    label_names: list[str]  # the classes (classification), the shared choices (multiple choice), or none
+    label_names: list[str]  # the classes (classification), the shared choices (multiple choice), the target
+    # column (regression: one output), or none
     splits: dict[str, datasets.Dataset]
     columns: dict[str, str | None]
     sha256: str
     kind: TaskKind
+    # regression: (mean, std) of the training targets, which the model learns standardised (peftlab.tasks.regression)
+    target_scale: tuple[float, float] | None = None
 
     @property
     def task_type(self) -> str:
@@ -49,10 +52,13 @@ class Task:
 
     def describe(self) -> dict:
         """A JSON-able summary of the task."""
-        return {"name": self.name, "source": self.source, "type": self.kind.name, "num_labels": self.num_labels,
-                "label_names": list(self.label_names), "sizes": {s: len(d) for s, d in self.splits.items()},
-                "columns": dict(self.columns), "sha256": self.sha256,
-                "test_majority_share": self.test_majority_share()}
+        description = {"name": self.name, "source": self.source, "type": self.kind.name, "num_labels": self.num_labels,
+                       "label_names": list(self.label_names), "sizes": {s: len(d) for s, d in self.splits.items()},
+                       "columns": dict(self.columns), "sha256": self.sha256,
+                       "test_majority_share": self.test_majority_share()}
+        if self.target_scale is not None:
+            description["target_mean"], description["target_std"] = self.target_scale
+        return description
 
     def test_majority_share(self) -> float | None:
         """The share of the test split's most common label: the accuracy of always answering it (None when the
