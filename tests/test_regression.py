@@ -339,3 +339,11 @@ def test_verdict_judges_regression_runs_by_spearman():
     assert unpaired["interval"] == "unpaired, no per-example predictions"
     paired = study_verdict(_header(300), [_record("full", full, targets), _record("lora", worse, targets)])
     assert unpaired["gap_points"] == pytest.approx(paired["methods"]["lora"]["gap_points"])
+
+
+def test_zero_shot_has_no_reading_for_regression_and_is_refused(scored_csv, tiny_bert_dir, tmp_path):
+    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(scored_csv), methods=["zero-shot", "full"],
+                                    out=str(tmp_path / "out"), max_steps=2, robustness=False, **COMMON))
+    runs = {run["method"]: run for run in results["runs"]}
+    assert runs["zero-shot"]["status"] == "refused" and "training mean" in runs["zero-shot"]["reason"]
+    assert runs["full"]["status"] == "ok" and results["verdict"]["floor"] is None

@@ -8,7 +8,8 @@
   embedding of the label's text (its name, or its description from ``label_descriptions``: the method's setting,
   or ``--label-descriptions FILE``). The logits are the cosine similarities times 20 (a temperature of 0.05, as in
   sentence-transformers' contrastive losses); the scale changes only the loss, not the predictions.
-  Refused on an encoder-decoder classifier (its base's last state is the decoder's, not a sentence embedding).
+  Refused on an encoder-decoder classifier (its base's last state is the decoder's, not a sentence embedding) and
+  on regression (there is no label to compare with).
 
 Nothing is saved but the label embeddings (``label_embeddings.safetensors``, classification only): the rest is the
 base. There is nothing to export or merge. The wrapper is written here rather than taken from a library because the
@@ -79,6 +80,9 @@ class ZeroShotClassifier(nn.Module):
 
 class ZeroShot(Method):
     def refusal(self, model: nn.Module, settings: dict) -> str | None:
+        if _is_sequence_classifier(model) and getattr(model.config, "problem_type", None) == "regression":
+            return ("a regression head has no zero-shot reading (no label to compare the text with); the verdict's "
+                    "floor for regression is predicting the training mean")
         if _is_sequence_classifier(model) and is_encoder_decoder(model.config):
             return ("zero-shot classification compares sentence embeddings, and an encoder-decoder classifier's base "
                     "ends in its decoder; use a multiple-choice task to score its labels by likelihood")
@@ -134,6 +138,7 @@ ZERO_SHOT = ZeroShot(
     summary="zero-shot: nothing trains; the base as it is (classification: similarity to each label's embedding)",
     learning_rate=1e-3,  # unused: nothing trains
     trains=False,
+    task_kinds=("classification", "multiple-choice", "generation"),
     settings_class=ZeroShotConfig,
     merge_blocker="zero-shot trains nothing, so there is no update to merge; use the base model itself",
     adapter_blocker="zero-shot trains nothing, so there is no adapter; use the base model itself",
