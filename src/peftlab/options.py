@@ -40,7 +40,7 @@ def field_names(cls) -> list[str]:
 
 def config_from_mapping(cls, values: dict[str, Any], source: str = "the configuration"):
     """``cls`` from a mapping of its field names (dashes or underscores); ConfigError naming an unknown key.
-    Lists may be given as YAML lists or comma-separated strings."""
+    Lists may be given as YAML lists or comma-separated strings; whole numbers in a list become their text."""
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     fields: dict[str, Any] = {}
@@ -50,6 +50,8 @@ def config_from_mapping(cls, values: dict[str, Any], source: str = "the configur
             raise ConfigError(f"{source} has an unknown option {key!r}; options: {', '.join(known)}")
         if known[name].metadata.get("cli") == "list" and isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
+        if known[name].metadata.get("cli") == "list" and isinstance(value, list):  # YAML `[100, 300, all]`
+            value = [str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value]
         if known[name].metadata.get("cli") == "zero_none" and value == 0:
             value = None
         _check_type(value, hints[name], f"{source}: {key}")
