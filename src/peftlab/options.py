@@ -40,7 +40,7 @@ def field_names(cls) -> list[str]:
 
 def config_from_mapping(cls, values: dict[str, Any], source: str = "the configuration"):
     """``cls`` from a mapping of its field names (dashes or underscores); ConfigError naming an unknown key.
-    Lists may be given as YAML lists or comma-separated strings; whole numbers in a list become their text."""
+    Lists may be given as YAML lists or comma-separated strings."""
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
     fields: dict[str, Any] = {}
@@ -50,8 +50,6 @@ def config_from_mapping(cls, values: dict[str, Any], source: str = "the configur
             raise ConfigError(f"{source} has an unknown option {key!r}; options: {', '.join(known)}")
         if known[name].metadata.get("cli") == "list" and isinstance(value, str):
             value = [item.strip() for item in value.split(",") if item.strip()]
-        if known[name].metadata.get("cli") == "list" and isinstance(value, list):  # YAML `[100, 300, all]`
-            value = [str(item) if isinstance(item, int) and not isinstance(item, bool) else item for item in value]
         if known[name].metadata.get("cli") == "zero_none" and value == 0:
             value = None
         _check_type(value, hints[name], f"{source}: {key}")
@@ -66,7 +64,7 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
         origin = typing.get_origin(kind) or kind
         if kind is type(None) and value is None:
             return
-        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if origin is list and isinstance(value, list) and all(_is_item(v, kind) for v in value):
             return
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return
@@ -78,6 +76,14 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
             return  # a field of another type (nested settings): its own class checks it
     names = " or ".join("none" if k is type(None) else getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{where} must be {names}, got {value!r}")
+
+
+def _is_item(value: Any, hint: Any) -> bool:
+    """Whether a list item fits the list's item type: str (``list[str]``), or also int (``list[str | int]``, e.g.
+    --train-sizes as a YAML list ``[100, 300, all]``)."""
+    (item,) = typing.get_args(hint) or (str,)
+    kinds = typing.get_args(item) if typing.get_origin(item) in (typing.Union, types.UnionType) else (item,)
+    return any(isinstance(value, kind) and not (kind is int and isinstance(value, bool)) for kind in kinds)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class DataOptions:
                                            cli="zero_none")
     max_length: int = option(128, "Truncate inputs to this many tokens.")
     seed: int = option(0, "Seed for splits, initialisation and data order.")
-    train_sizes: list[str] = option(help="Data-size regime: run the comparison at each of these training-set sizes, "
+    train_sizes: list[str | int] = option(help="Data-size regime: run the comparison at each of these training-set sizes, "
                                     "e.g. 100,300,1000,all (nested subsets of the training split, shuffled once with "
                                     "--seed; `all` = the whole capped split; the same validation and test sets).",
                                     cli="list", factory=list)
