@@ -10,11 +10,14 @@ import pytest
 from rich.console import Console
 
 from peftlab import CompareConfig, compare
+from peftlab.bench.suite import Suite, SuiteTask, load_suite
+from peftlab.bench.table import suite_markdown, suite_table, task_summary
 from peftlab.cli import main
 from peftlab.errors import ConfigError
 from peftlab.files import STORE_FILE
-from peftlab.options import config_from_sources
+from peftlab.options import config_from_mapping, config_from_sources
 from peftlab.report import print_table
+from peftlab.report.markdown import md
 from peftlab.report.write import write_report
 from peftlab.study.inputs import prepare_study, run_context, run_inputs, train_subset
 from peftlab.study.runs import RunSpec, plan_runs
@@ -150,6 +153,23 @@ def test_a_study_at_three_sizes_resumes_and_reports(tiny_bert_dir, tiny_task_csv
     markdown = write_report(out, "md").read_text()
     assert "## Training-set size" in markdown and "figures/train_sizes.png" in markdown
     assert (out / "figures" / "train_sizes.png").is_file()
+
+    summary = task_summary(SuiteTask("tiny", "simple classification", str(tiny_task_csv)), more, 1.0)
+    assert summary["train_sizes"]["sizes"] == [4, 8, 16, everything]
+    assert summary["train_sizes"]["crossovers"]["head"]["text"] == more["train_sizes"]["crossovers"]["head"]["text"]
+    assert summary["methods"]["head"]["runs"] == 1  # the suite's table is at the largest size
+    suite = Suite("s", str(tiny_bert_dir), ["full", "head"], [SuiteTask("tiny", "simple classification", "x")])
+    text = suite_markdown(suite_table(suite, {"tiny": {"results": more, "wall_seconds": 1.0}}))
+    assert "## Training-set sizes" in text and md(summary["train_sizes"]["crossovers"]["head"]["text"]) in text
+
+
+def test_a_bench_suite_takes_train_sizes(tmp_path, tiny_task_csv):
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"name: s\nmodel: minilm\nmethods: [full, lora]\ncompare: {{train_sizes: [100, 300, all]}}\n"
+                    f"tasks:\n  - {{name: t, family: f, data: {tiny_task_csv}}}\n")
+    suite = load_suite(str(path))
+    config = config_from_mapping(CompareConfig, {**suite.compare_settings(suite.tasks[0]), "out": str(tmp_path)})
+    assert config.requested_train_sizes() == [100, 300, None]
 
 
 @pytest.mark.parametrize("sizes, needle", [
