@@ -3,6 +3,8 @@ test sets), results.json's `train_sizes` section with the crossovers, resume, ba
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 
@@ -19,6 +21,7 @@ from peftlab.options import config_from_mapping, config_from_sources
 from peftlab.report import print_table
 from peftlab.report.markdown import md
 from peftlab.report.write import write_report
+from peftlab.study.driver import more_seeds
 from peftlab.study.inputs import prepare_study, run_context, run_inputs, train_subset
 from peftlab.study.runs import RunSpec, plan_runs
 from peftlab.study.sizes import crossover, size_regime
@@ -153,6 +156,9 @@ def test_a_study_at_three_sizes_resumes_and_reports(tiny_bert_dir, tiny_task_csv
     markdown = write_report(out, "md").read_text()
     assert "## Training-set size" in markdown and "figures/train_sizes.png" in markdown
     assert (out / "figures" / "train_sizes.png").is_file()
+    rows = list(csv.DictReader(io.StringIO(write_report(out, "csv").read_text())))
+    assert [(row["train_size"], row["method"]) for row in rows] == [
+        (str(size), method) for size in (everything, 16, 8, 4) for method in ("full", "head")]
 
     summary = task_summary(SuiteTask("tiny", "simple classification", str(tiny_task_csv)), more, 1.0)
     assert summary["train_sizes"]["sizes"] == [4, 8, 16, everything]
@@ -161,6 +167,18 @@ def test_a_study_at_three_sizes_resumes_and_reports(tiny_bert_dir, tiny_task_csv
     suite = Suite("s", str(tiny_bert_dir), ["full", "head"], [SuiteTask("tiny", "simple classification", "x")])
     text = suite_markdown(suite_table(suite, {"tiny": {"results": more, "wall_seconds": 1.0}}))
     assert "## Training-set sizes" in text and md(summary["train_sizes"]["crossovers"]["head"]["text"]) in text
+
+
+def test_max_seeds_adds_seeds_at_the_largest_size(tiny_bert_dir, tiny_task_csv, tmp_path):
+    config = _config(tiny_bert_dir, tiny_task_csv, tmp_path, max_seeds=3)
+    specs = plan_runs(["full", "head"], 0, 1, train_sizes=[8, 96])
+    results = {"study": {"train_sizes": [8, 96]}, "verdict": {"next": {"add_seeds": ["full", "head"]}}}
+    extra = more_seeds(results, specs, config, {})
+    assert [(spec.method, spec.seed, spec.train_size, spec.largest) for spec in extra] == [
+        ("full", 1, 96, True), ("head", 1, 96, True)]
+    assert [spec.artifact_name for spec in extra] == ["full-seed1", "head-seed1"]
+    unsized = more_seeds({"study": {}, "verdict": results["verdict"]}, plan_runs(["full", "head"], 0, 1), config, {})
+    assert [spec.key for spec in unsized] == ["run/full/seed=1/lr=default", "run/head/seed=1/lr=default"]
 
 
 def test_a_bench_suite_takes_train_sizes(tmp_path, tiny_task_csv):
