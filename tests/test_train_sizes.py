@@ -84,6 +84,8 @@ def test_crossover_finds_where_full_overtakes_or_falls_behind():
     ahead = crossover("lora", sizes, per_size({100: -3.0, 300: -2.0, 1000: -1.0}))
     assert ahead["pattern"] == "method_ahead" and ahead["text"].startswith("lora: lora ahead at every size")
     assert crossover("lora", sizes, per_size({100: 0.0, 300: 0.0, 1000: 0.0}))["pattern"] == "tied"
+    partial = crossover("lora", sizes, {**per_size({1000: 2.5}), "100": {}, "300": {}})  # a study still running
+    assert partial["text"] == "lora: full ahead at every size that measured both (full − lora: +2.5 pts at 1000)"
 
 
 def test_size_regime_intervals_over_seeds_and_noise():

@@ -88,8 +88,9 @@ def crossover(method: str, sizes: list[int], per_size: dict[str, dict[str, Any]]
         record.update(pattern="tied", text=f"{method}: tied with full fine-tuning at every size")
     elif not record["crossings"]:
         ahead = "full" if signed[0][1] > 0 else method
+        every = "every size" if len(gaps) == len(sizes) else "every size that measured both"  # a partial study
         record.update(pattern="full_ahead" if ahead == "full" else "method_ahead",
-                      text=f"{method}: {ahead} ahead at every size" + _range(gaps))
+                      text=f"{method}: {ahead} ahead at {every}" + _range(method, gaps))
     else:
         record["pattern"] = "crosses"
         parts = []
@@ -99,9 +100,9 @@ def crossover(method: str, sizes: list[int], per_size: dict[str, dict[str, Any]]
                 f"{method} overtakes full fine-tuning"
             noise = " (within the seeds' noise)" if crossing["within_noise"] else ""
             parts.append(f"{overtakes} between {low} and {high} examples{noise}")
-        record["text"] = f"{method}: " + "; ".join(parts) + _range(gaps)
+        record["text"] = f"{method}: " + "; ".join(parts) + _range(method, gaps)
     return record
 
 
-def _range(gaps: dict[int, float]) -> str:
-    return " (full − method: " + ", ".join(f"{gap:+.1f} pts at {size}" for size, gap in gaps.items()) + ")"
+def _range(method: str, gaps: dict[int, float]) -> str:
+    return f" (full − {method}: " + ", ".join(f"{gap:+.1f} pts at {size}" for size, gap in gaps.items()) + ")"
