@@ -81,6 +81,10 @@ def test_crossover_finds_where_full_overtakes_or_falls_behind():
     back = crossover("lora", sizes, per_size({100: 3.0, 300: 0.0, 1000: -1.0}))  # a tie at 300 is stepped over
     assert back["crossings"][0]["between"] == [100, 1000] and back["crossings"][0]["leader_after"] == "lora"
     assert crossover("lora", sizes, per_size({100: 3.0, 300: 2.0, 1000: 1.0}))["pattern"] == "full_ahead"
+    tie = crossover("lora", sizes, per_size({100: 1.3, 300: -0.0, 1000: 2.7}))  # equal scores at 300
+    assert tie["pattern"] == "full_ahead" and tie["text"] == (
+        "lora: full ahead at every size but tied at 300 (full − lora: +1.3 pts at 100, +0.0 pts at 300, +2.7 pts at "
+        "1000)")
     ahead = crossover("lora", sizes, per_size({100: -3.0, 300: -2.0, 1000: -1.0}))
     assert ahead["pattern"] == "method_ahead" and ahead["text"].startswith("lora: lora ahead at every size")
     assert crossover("lora", sizes, per_size({100: 0.0, 300: 0.0, 1000: 0.0}))["pattern"] == "tied"

@@ -19,6 +19,7 @@ from typing import Any
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 
 REFERENCE_METHOD = "full"
+TIE_POINTS = 1e-9  # a difference this small (floating-point noise of equal scores) is a tie
 
 
 def split_by_size(runs: list[dict], sizes: list[int]) -> tuple[list[dict], list[dict]]:
@@ -74,7 +75,8 @@ def crossover(method: str, sizes: list[int], per_size: dict[str, dict[str, Any]]
             test = entry.get("vs_full")
             significant[size] = test["significant"] if test else None
     record: dict[str, Any] = {"gaps_points": {str(size): gap for size, gap in gaps.items()}, "crossings": []}
-    signed = [(size, 1 if gap > 0 else -1) for size, gap in gaps.items() if gap != 0]
+    signed = [(size, 1 if gap > 0 else -1) for size, gap in gaps.items() if abs(gap) > TIE_POINTS]
+    ties = [size for size, gap in gaps.items() if abs(gap) <= TIE_POINTS]
     leader = {1: REFERENCE_METHOD, -1: method}
     for (before, sign_before), (after, sign_after) in zip(signed, signed[1:]):
         if sign_before != sign_after:
@@ -90,7 +92,8 @@ def crossover(method: str, sizes: list[int], per_size: dict[str, dict[str, Any]]
         ahead = "full" if signed[0][1] > 0 else method
         every = "every size" if len(gaps) == len(sizes) else "every size that measured both"  # a partial study
         record.update(pattern="full_ahead" if ahead == "full" else "method_ahead",
-                      text=f"{method}: {ahead} ahead at {every}" + _range(method, gaps))
+                      text=f"{method}: {ahead} ahead at {every}"
+                      + (f" but tied at {', '.join(map(str, ties))}" if ties else "") + _range(method, gaps))
     else:
         record["pattern"] = "crosses"
         parts = []
@@ -105,4 +108,4 @@ def crossover(method: str, sizes: list[int], per_size: dict[str, dict[str, Any]]
 
 
 def _range(method: str, gaps: dict[int, float]) -> str:
-    return f" (full − {method}: " + ", ".join(f"{gap:+.1f} pts at {size}" for size, gap in gaps.items()) + ")"
+    return f" (full − {method}: " + ", ".join(f"{gap + 0.0:+.1f} pts at {size}" for size, gap in gaps.items()) + ")"
