@@ -79,7 +79,7 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
         origin = typing.get_origin(kind) or kind
         if kind is type(None) and value is None:
             return
-        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if origin is list and isinstance(value, list) and all(_is_item(v, kind) for v in value):
             return
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return
@@ -91,6 +91,14 @@ def _check_type(value: Any, hint: Any, where: str) -> None:
             return  # a field of another type (nested settings): its own class checks it
     names = " or ".join("none" if k is type(None) else getattr(k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{where} must be {names}, got {value!r}")
+
+
+def _is_item(value: Any, hint: Any) -> bool:
+    """Whether a list item fits the list's item type: str (``list[str]``), or also int (``list[str | int]``, e.g.
+    --train-sizes as a YAML list ``[100, 300, all]``)."""
+    (item,) = typing.get_args(hint) or (str,)
+    kinds = typing.get_args(item) if typing.get_origin(item) in (typing.Union, types.UnionType) else (item,)
+    return any(isinstance(value, kind) and not (kind is int and isinstance(value, bool)) for kind in kinds)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Per task and method: the mean ± sample std over seeds of the task's headline me
 generation), the difference to full fine-tuning in points with Welch's t-test (significant at p < 0.05; needs 2+
 seeds of both), and the robust drop (clean − perturbed accuracy, in points, mean over seeds). Per task family and
 method: the mean difference to full fine-tuning over the family's tasks, how many tasks were significantly worse or
-better, and the mean robust drop. Per task: the advisor's call next to the measured gap (docs/DIAGNOSE.md).
+better, and the mean robust drop. Per task: the advisor's call next to the measured gap (docs/DIAGNOSE.md). A task
+run with `train_sizes` (under the suite's `compare:`) is summarised at its largest size, with its crossovers.
 """
 
 from __future__ import annotations
@@ -48,11 +49,16 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
             "reasons": sorted({run.get("reason", "") for run in runs if run["method"] == method and run["status"] != "ok"}),
         }
     study = results["study"]
+    regime = results.get("train_sizes")  # --train-sizes: the table is at the largest size; the crossovers here
+    sizes = {"train_sizes": {"sizes": regime["sizes"], "crossovers": {
+        method: {key: record[key] for key in ("pattern", "crossings", "text")}
+        for method, record in regime["crossovers"].items()}}} if isinstance(regime, dict) else {}
+    every_run = runs + (regime.get("runs", []) if isinstance(regime, dict) else [])
     return {"name": task.name, "family": task.family, "data": task.data, "metric": metric,
             "train_examples": ((study.get("task") or {}).get("sizes") or {}).get("train"),
             "test_majority_share": (study.get("task") or {}).get("test_majority_share"),
             "methods": methods, "advisor": _advisor(results), "verdict": _verdict(results), "wall_seconds": wall_seconds,
-            "run_seconds": sum((run.get("timing") or {}).get("wall_seconds") or 0.0 for run in runs)}
+            "run_seconds": sum((run.get("timing") or {}).get("wall_seconds") or 0.0 for run in every_run), **sizes}
 
 
 def _verdict(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -152,6 +158,14 @@ def suite_markdown(table: dict[str, Any]) -> str:
                          f"{cell['significantly_worse']} / {cell['significantly_better']} of {cell['tests']}",
                          _points(cell["mean_robust_drop_points"])])
     lines += [markdown_table(["family", "method", "tasks", "Δ vs full (pts)", "sig. worse / better", "robust drop"], rows), ""]
+    sized = [task for task in tasks if task.get("train_sizes")]
+    if sized:  # a suite run with `train_sizes` under `compare:`
+        lines += ["## Training-set sizes", "", "The tables above are at each task's largest training-set size; here "
+                  "where full fine-tuning overtakes each method along the sizes (or the reverse).", ""]
+        lines += [markdown_table(["task", "sizes", "crossovers"],
+                                 [[task["name"], ", ".join(map(str, task["train_sizes"]["sizes"])),
+                                   "; ".join(record["text"] for record in task["train_sizes"]["crossovers"].values())
+                                   or "no full fine-tuning run"] for task in sized]), ""]
     lines += ["## Per task", ""]
     lines += ["`runs s`: the runs' own wall seconds summed (a resumed run counts from its last checkpoint); `wall s`: "
               "the invocation that finished the task, diagnosis included (shorter when earlier invocations had "

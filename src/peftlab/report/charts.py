@@ -36,6 +36,7 @@ CHART_TITLES = {  # every chart's name and title, in the HTML and Markdown repor
     "attacks": "Attack success rates",
     "spectrum": "Singular-value spectra of the full update, per layer type",
     "rank": "Quality and trainable parameters against rank (method variants)",
+    "train_sizes": "Test quality vs training-set size",
 }
 
 OPTIONAL_CHARTS = frozenset({"rank"})  # shown only when the study ran what they need (no "nothing to draw" note)
@@ -217,6 +218,46 @@ def validation_chart(results: dict[str, Any]) -> Figure | None:
         return None
     axes.set_xlabel("epochs trained")
     axes.set_ylabel(f"validation {words} (%)")
+    axes.legend(fontsize=8, ncols=2)
+    return figure
+
+
+# --- --train-sizes ------------------------------------------------------------------------------------------------
+
+@_styled
+def train_sizes_chart(results: dict[str, Any]) -> Figure | None:
+    """--train-sizes: the headline test metric against training-set size (log scale), one line per method, with
+    its 95% interval over seeds as error bars where there are seeds; None without --train-sizes."""
+    regime = results.get("train_sizes")
+    if not isinstance(regime, dict) or not regime.get("per_size"):
+        return None
+    metric, words = headline_metric(results)
+    sizes = regime["sizes"]
+    methods = list(dict.fromkeys(method for entry in regime["per_size"].values() for method in entry))
+    styles = method_styles({"runs": [{"method": method} for method in methods]})
+    figure, axes = _figure()
+    drawn = False
+    for method in methods:
+        points = [(size, regime["per_size"][str(size)][method]) for size in sizes
+                  if _finite((regime["per_size"].get(str(size), {}).get(method) or {}).get("mean"))]
+        if not points:
+            continue
+        xs = [size for size, _ in points]
+        ys = [100 * entry["mean"] for _, entry in points]
+        errors = [[100 * (entry["mean"] - entry["ci95"][0]) if entry.get("ci95") else 0 for _, entry in points],
+                  [100 * (entry["ci95"][1] - entry["mean"]) if entry.get("ci95") else 0 for _, entry in points]]
+        style = styles[method]
+        axes.errorbar(xs, ys, yerr=errors if any(map(any, errors)) else None, color=style["color"],
+                      marker=style["marker"], linewidth=1.6, capsize=3, label=method)
+        drawn = True
+    if not drawn:
+        return None
+    axes.set_xscale("log")
+    axes.set_xticks(sizes)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+    axes.set_xlabel("training examples (log scale)")
+    axes.set_ylabel(f"test {words} (%)")
     axes.legend(fontsize=8, ncols=2)
     return figure
 
@@ -466,7 +507,8 @@ def _one_chart(results: dict[str, Any], name: str, diagnosis: dict[str, Any] | N
         spectrum = (diagnosis or {}).get("spectrum")
         return spectrum_chart(spectrum) if isinstance(spectrum, dict) else None
     return {"train_loss": train_loss_chart, "validation": validation_chart, "overfitting": overfitting_chart,
-            "robustness_accuracy": robustness_accuracy_chart, "attacks": attack_chart}[name](results)
+            "robustness_accuracy": robustness_accuracy_chart, "attacks": attack_chart,
+            "train_sizes": train_sizes_chart}[name](results)
 
 
 def svg(figure: Figure, name: str) -> str:

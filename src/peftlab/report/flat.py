@@ -1,5 +1,6 @@
 """The report as CSV: one row per run, the raw values (no units, no formatting) of the comparison, robustness and
-estimate-check tables (peftlab.report.tables), joined on the run, for spreadsheets.
+estimate-check tables (peftlab.report.tables), joined on the run, for spreadsheets; with --train-sizes the runs of
+every size, each with its ``train_size``.
 
 A skipped or failed record leaves its numbers empty and says why in ``<table>_status`` / ``<table>_reason``
 (e.g. ``robustness_reason``: "not available for task type generation").
@@ -15,7 +16,22 @@ from peftlab.report.tables import comparison, estimate_check, overfitting, robus
 
 
 def csv_columns_and_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The CSV's header (each table's column keys, first occurrence kept) and one dict of raw values per run."""
+    """The CSV's header (each table's column keys, first occurrence kept) and one dict of raw values per run. With
+    --train-sizes a first column ``train_size`` and the runs of every size, the largest first."""
+    regime = results.get("train_sizes")
+    if not isinstance(regime, dict):
+        return _columns_and_rows(results)
+    header, rows = ["train_size"], []
+    for size in sorted(regime["sizes"], reverse=True):
+        runs = results["runs"] if size == regime["largest"] else [
+            run for run in regime.get("runs", []) if run.get("train_size") == size]
+        columns, sized = _columns_and_rows({**results, "runs": runs})
+        header += [column for column in columns if column not in header]
+        rows += [{"train_size": size, **row} for row in sized]
+    return header, rows
+
+
+def _columns_and_rows(results: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     tables = (comparison(results), robustness(results), overfitting(results), estimate_check(results))
     header = list(dict.fromkeys(column.key for table in tables for column in table.columns))
     values = [{row.key: row.values for row in table.rows} for table in tables]

@@ -104,6 +104,7 @@ def build_html(inputs: ReportInputs) -> str:
     sections = [
         ("decision", "Decision", _decision(inputs)),
         ("comparison", "Comparison", _comparison(tables)),
+        *([("train-sizes", "Training-set size", _train_sizes(tables, figures))] if "train_sizes" in tables else []),
         ("pareto", "Quality vs cost", _charts(figures, ("pareto_params", "pareto_memory", "pareto_time",
                                                         "pareto_checkpoint", "rank"), _PARETO_NOTE)),
         ("curves", "Learning curves", _charts(figures, ("train_loss", "validation"), "")),
@@ -166,6 +167,14 @@ def _comparison(tables: dict[str, ReportTable]) -> str:
     """The comparison table, then tuning, seeds, overfitting and the estimate check where the study has them."""
     return report_table_html(tables["comparison"], always=True) + "".join(
         report_table_html(tables[name]) for name in ("tuning", "seeds", "overfitting", "estimate") if tables[name].shown)
+
+
+def _train_sizes(tables: dict[str, ReportTable], figures: dict[str, Any]) -> str:
+    """--train-sizes: quality against training-set size per method (table with the crossovers, chart), then the
+    comparison at each smaller size."""
+    return (report_table_html(tables["train_sizes"], always=True)
+            + _charts(figures, ("train_sizes",), "Error bars: 95% intervals over seeds, where there are seeds.")
+            + "".join(report_table_html(table) for name, table in tables.items() if name.startswith("comparison_n")))
 
 
 def report_table_html(table: ReportTable, always: bool = False, sortable: bool = True) -> str:

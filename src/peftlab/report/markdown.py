@@ -68,6 +68,11 @@ def build_markdown(inputs: ReportInputs, figure_folder: str = "figures") -> tupl
     out += [md(headline(results)), "", "## Comparison", ""] + report_table(tables["comparison"], always=True)
     for name in ("tuning", "seeds", "overfitting", "estimate"):
         out += report_table(tables[name])
+    if "train_sizes" in tables:  # --train-sizes
+        out += ["## Training-set size", ""] + report_table(tables["train_sizes"], always=True)
+        for name, sized in tables.items():
+            if name.startswith("comparison_n"):
+                out += report_table(sized)
     if tables["robustness"].shown:
         out += ["## Robustness", ""] + report_table(tables["robustness"])
     out += _diagnosis(inputs)

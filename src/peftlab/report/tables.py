@@ -63,6 +63,7 @@ class ReportTable:
     rows: list[Row]
     legend: str = ""  # how to read the cells, under the title in the HTML and Markdown reports
     subject: str = ""  # what a skipped row did not measure ("robustness", "estimate"), for its note
+    lines: list[str] = field(default_factory=list)  # notes of the table's own (the crossovers of --train-sizes)
 
     @property
     def shown_columns(self) -> list[Column]:
@@ -79,7 +80,8 @@ class ReportTable:
         for row in self.rows:
             if row.status == "skipped":
                 labels.setdefault(row.reason, []).append(row.label)
-        return [f"{self.subject} skipped: {reason} ({', '.join(names)})" for reason, names in labels.items()]
+        return [*self.lines, *(f"{self.subject} skipped: {reason} ({', '.join(names)})"
+                               for reason, names in labels.items())]
 
     @property
     def shown(self) -> bool:
@@ -156,7 +158,9 @@ def comparison(results: dict[str, Any]) -> ReportTable:
     legend = ("Correlations ×100, in brackets the difference to full fine-tuning (ref) in points; MSE and MAE in "
               "the target's units." if errors else
               "Quality in %, in brackets the difference to full fine-tuning (ref) in points.")
-    return ReportTable("comparison", table_title(results), columns, rows, legend=legend)
+    sizes = results.get("train_sizes")
+    at_size = f"; at training-set size {sizes['largest']}" if isinstance(sizes, dict) and sizes.get("largest") else ""
+    return ReportTable("comparison", table_title(results) + at_size, columns, rows, legend=legend)
 
 
 def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], first: str, second: str,
@@ -189,6 +193,59 @@ def _comparison_row(results: dict[str, Any], index: int, run: dict[str, Any], fi
     if isinstance(cost.get("budget_used"), (int, float)):
         row.cells["budget_used"] = f"{100 * cost['budget_used']:.0f}%" + (" (stopped)" if run.get("stopped") else "")
     return row
+
+
+# --- --train-sizes: one comparison per smaller size, and quality against training-set size ----------------------
+
+def size_comparisons(results: dict[str, Any]) -> dict[str, ReportTable]:
+    """--train-sizes: the comparison table at each size below the largest (the main comparison is the largest's),
+    largest first, by name ``comparison_n<size>``; {} without --train-sizes."""
+    regime = results.get("train_sizes")
+    if not isinstance(regime, dict):
+        return {}
+    tables = {}
+    for size in sorted(regime["sizes"], reverse=True):
+        if size == regime["largest"]:
+            continue
+        runs = [run for run in regime.get("runs", []) if run.get("train_size") == size]
+        table = comparison({**results, "runs": runs})
+        table.name = f"comparison_n{size}"
+        table.title = f"at training-set size {size}: {table_title(results)}"  # first: a wrapped title keeps it
+        tables[table.name] = table
+    return tables
+
+
+def train_sizes(results: dict[str, Any]) -> ReportTable:
+    """--train-sizes: per size (rows) and method (columns) the headline test metric over seeds (mean ± std [95%
+    CI] with seeds) with the difference to full fine-tuning at that size; the crossovers as its notes."""
+    regime = results.get("train_sizes") if isinstance(results.get("train_sizes"), dict) else {}
+    _, words = headline_metric(results)
+    methods = list(dict.fromkeys(method for entry in (regime.get("per_size") or {}).values() for method in entry))
+    columns = [Column("train_size", "training-set size", "left")]
+    for method in methods:
+        columns += [Column(f"{method}_mean", method), Column(f"{method}_std"), Column(f"{method}_n"),
+                    Column(f"{method}_vs_full_points")]
+    rows = []
+    for size in regime.get("sizes", []):
+        entry = regime["per_size"].get(str(size), {})
+        row = Row(size, str(size), values={"train_size": size})
+        for method in methods:
+            summary = entry.get(method) or {}
+            gap = summary.get("vs_full_points")
+            row.values.update({f"{method}_mean": summary.get("mean"), f"{method}_std": summary.get("std"),
+                               f"{method}_n": summary.get("n"), f"{method}_vs_full_points": gap})
+            row.cells[f"{method}_mean"] = (_mean_std_interval(summary) if summary else "-") + (
+                f" ({gap:+.1f})" if gap is not None else "")
+        rows.append(row)
+    crossovers = regime.get("crossovers") or {}
+    lines = [record["text"] for record in crossovers.values()]
+    if regime and not crossovers:
+        lines.append("no full fine-tuning run finished at any size: no crossover to report")
+    seeds = results["study"].get("seeds", 1)
+    return ReportTable("train_sizes", f"test {words} (%) by training-set size"
+                       + (f", mean ± std [95% CI] over {seeds} seeds" if seeds > 1 else ""), columns, rows,
+                       legend="In brackets the difference to full fine-tuning at that size, in points; then where "
+                              "full fine-tuning overtakes each method (or the reverse).", lines=lines)
 
 
 # --- robustness: one row per finished run with a robustness record ------------------------------------------------
@@ -461,8 +518,9 @@ def _trial_score(trial: dict) -> str:
 # --- all of them ------------------------------------------------------------------------------------------------------
 
 def report_tables(results: dict[str, Any]) -> dict[str, ReportTable]:
-    """Every table of the study by name, in the terminal's order: comparison, tuning, seeds, overfitting,
-    robustness, estimate."""
-    tables = (comparison(results), tuning(results), seeds(results), overfitting(results), robustness(results),
-              estimate_check(results))
+    """Every table of the study by name, in the terminal's order: comparison, with --train-sizes the comparison at
+    each smaller size and the sizes table (train_sizes; only then), tuning, seeds, overfitting, robustness, estimate."""
+    regime = (train_sizes(results),) if isinstance(results.get("train_sizes"), dict) else ()
+    tables = (comparison(results), *size_comparisons(results).values(), *regime, tuning(results), seeds(results),
+              overfitting(results), robustness(results), estimate_check(results))
     return {table.name: table for table in tables}

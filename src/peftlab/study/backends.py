@@ -19,13 +19,14 @@ from accelerate import Accelerator
 
 from peftlab.errors import ConfigError
 from peftlab.quiet import quiet_libraries
-from peftlab.study.inputs import RunContext, run_context
+from peftlab.study.inputs import RunContext, run_context, run_inputs
 from peftlab.study.run import run_method
 from peftlab.study.runs import RunSpec
 
 
 def execute_run(context: RunContext, spec: RunSpec) -> dict[str, Any]:
-    return run_method(context.study, spec.method, context.encoded, context.accelerator, context.out, spec,
+    return run_method(context.study, spec.method, run_inputs(context, spec.train_size), context.accelerator,
+                      context.out, spec,
                       on_step=context.progress.step if context.progress.shows_steps else None)
 
 

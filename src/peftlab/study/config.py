@@ -53,6 +53,10 @@ class DataOptions:
                                            cli="zero_none")
     max_length: int = option(128, "Truncate inputs to this many tokens.")
     seed: int = option(0, "Seed for splits, initialisation and data order.")
+    train_sizes: list[str | int] = option(help="Data-size regime: run the comparison at each of these training-set sizes, "
+                                    "e.g. 100,300,1000,all (nested subsets of the training split, shuffled once with "
+                                    "--seed; `all` = the whole capped split; the same validation and test sets).",
+                                    cli="list", factory=list)
 
 
 @dataclass
@@ -156,6 +160,7 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
         if self.robustness:
             self.robustness_settings().check()
         self.check_execution()
+        self.requested_train_sizes()
         self.memory_options().check()
 
     def check_execution(self) -> None:
@@ -179,6 +184,27 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
         if not 2 <= self.tune_points <= 7:
             raise ConfigError(f"--tune-points must be between 2 and 7, got {self.tune_points}")
         check_trackers(self.report_to)
+
+    def requested_train_sizes(self) -> list[int | None]:
+        """--train-sizes as numbers (None: `all`), in the order given; [] when not given. ConfigError (one line)
+        for an entry that is neither a positive whole number nor `all`, a repeated one, or --tune with it."""
+        sizes: list[int | None] = []
+        for text in self.train_sizes:
+            word = str(text).strip().lower()
+            if word == "all":
+                size = None
+            elif word.isdigit() and int(word) >= 1:
+                size = int(word)
+            else:
+                raise ConfigError(f"--train-sizes takes positive whole numbers and `all` (e.g. 100,300,all), got "
+                                  f"{text!r}")
+            if size in sizes:
+                raise ConfigError(f"--train-sizes lists {text} twice")
+            sizes.append(size)
+        if sizes and self.tune:
+            raise ConfigError("--train-sizes with --tune is not supported: the learning rate would be tuned at one "
+                              "size only; drop one of them")
+        return sizes
 
     def robustness_settings(self) -> RobustnessSettings | None:
         if not self.robustness:

@@ -2,7 +2,7 @@
 
 The driver is the process that called `compare`. It checks the store's identity (a different study in the same
 folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
-(:mod:`peftlab.study.runs`) — and with ``--max-seeds`` one more seed for the runs that decide the verdict while
+(× training-set sizes with --train-sizes; :mod:`peftlab.study.runs`) — and with ``--max-seeds`` one more seed for the runs that decide the verdict while
 its interval straddles the tolerance (:func:`more_seeds`) —, hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
 (:mod:`peftlab.study.summary`). Before a record is stored it is logged to the ``--report-to`` trackers
@@ -57,7 +57,7 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     tuning = tune_learning_rates(context, store) if "lr" in config.tune else None
     chosen = {method: result["chosen_learning_rate"] for method, result in (tuning or {}).items()
               if result.get("chosen_learning_rate") is not None}
-    specs = plan_runs(context.study.methods, config.seed, config.seeds, chosen)
+    specs = plan_runs(context.study.methods, config.seed, config.seeds, chosen, context.study.train_sizes)
     records: dict[str, dict] = {}
 
     def started(spec: RunSpec) -> None:
@@ -109,12 +109,15 @@ def more_seeds(results: dict[str, Any], specs: list[RunSpec], config, learning_r
     wanted = ((results.get("verdict") or {}).get("next") or {}).get("add_seeds") or []
     if not config.max_seeds or not wanted:
         return []
+    sizes = (results["study"].get("train_sizes") or [None])
+    largest = max(sizes, key=lambda size: -1 if size is None else size)  # --train-sizes: the verdict's size
     extra = []
     for method in wanted:
-        seeds = [spec.seed for spec in specs if spec.method == method and spec.phase == "run"]
+        seeds = [spec.seed for spec in specs if spec.method == method and spec.phase == "run"
+                 and spec.train_size == largest]
         if len(seeds) < config.max_seeds:
             extra.append(RunSpec(method, max(seeds, default=config.seed - 1) + 1, learning_rates.get(method), "run",
-                                 False))
+                                 False, largest))
     return extra
 
 

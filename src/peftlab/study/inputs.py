@@ -11,6 +11,7 @@ store's finished runs to be reused) are stated here too, from the same inputs.
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -47,6 +48,7 @@ class Study:
     overrides: dict[str, dict[str, Any]]
     robustness: RobustnessSuite | None = None  # built once by run_context(), used by every run
     robust_set: tuple[Any, dict] | None = None  # --robust-set, read and checked by prepare_study
+    train_sizes: list[int] | None = None  # --train-sizes as numbers, ascending (`all` resolved); None: not given
 
 
 def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
@@ -70,6 +72,7 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
         task_type=config.task, model_config=model_config,
     )
     overrides = with_label_descriptions(config, methods, overrides, task.label_names)
+    train_sizes = resolve_train_sizes(config, len(task.splits["train"]))
     tokenizer = load_tokenizer(model_ref)
     check_vocabulary(config, model_config, tokenizer)
     robust_set = None
@@ -80,7 +83,39 @@ def prepare_study(config: CompareConfig, writes_out: bool = True) -> Study:
         robust_set = load_robust_set(config.robust_set, task, tokenizer, config.max_length)
     if writes_out:
         check_writable_folder(config.out)
-    return Study(config, model_ref, task, tokenizer, methods, overrides, robust_set=robust_set)
+    return Study(config, model_ref, task, tokenizer, methods, overrides, robust_set=robust_set,
+                 train_sizes=train_sizes)
+
+
+def resolve_train_sizes(config: CompareConfig, available: int) -> list[int] | None:
+    """--train-sizes as example counts, ascending and without repeats (`all` is the whole training split, after
+    --max-train-examples); None when not given. A size larger than the split is a ConfigError (one line): a
+    clipped size would silently repeat another."""
+    requested = config.requested_train_sizes()
+    if not requested:
+        return None
+    too_large = [size for size in requested if size is not None and size > available]
+    if too_large:
+        cap = f" (--max-train-examples {config.max_train_examples})" if config.max_train_examples else ""
+        raise ConfigError(f"--train-sizes {too_large[0]} is more than the {available} training examples of this "
+                          f"study{cap}; pass sizes up to {available}, or `all`")
+    return sorted({available if size is None else size for size in requested})
+
+
+def train_subset(dataset, size: int, seed: int):
+    """The first ``size`` examples of the training split shuffled once with ``seed``: the subsets of one study are
+    nested (the 100 examples are among the 300), whatever sizes it runs."""
+    order = list(range(len(dataset)))
+    random.Random(seed).shuffle(order)
+    return dataset.select(order[:size])
+
+
+def run_inputs(context: RunContext, train_size: int | None) -> Any:
+    """The encoded splits one run trains and is evaluated on: the study's, with the training split cut to
+    ``train_size`` (--train-sizes; None: the whole split). Validation and test are the same for every size."""
+    if train_size is None:
+        return context.encoded
+    return {**context.encoded, "train": train_subset(context.encoded["train"], train_size, context.config.seed)}
 
 
 def with_label_descriptions(config: CompareConfig, methods: list[str], overrides: dict[str, dict[str, Any]],
@@ -197,6 +232,7 @@ def study_header(study: Study, accelerator: Accelerator) -> dict[str, Any]:
         "memory_options": config.memory_options().describe(),
         "robustness": study.robustness.describe() if study.robustness else None,
         "methods": study.methods,
+        **({"train_sizes": study.train_sizes} if study.train_sizes else {}),  # absent without --train-sizes
         "config": config.describe(),
         "versions": package_versions(),
         "hardware": hardware(accelerator.device),

@@ -4,7 +4,7 @@
 ``run_key``, ``config`` (the method's settings and learning rate), ``status`` (``ok``; ``refused`` with its
 ``reason`` when the method does not apply to the model, decided before training; or ``failed`` with its ``reason``,
 the traceback in OUT/logs/<run>.log), ``metrics`` (test, and the best validation epoch), ``cost``,
-``curve``, ``test_correct`` (per test example, right or wrong), ``stopped`` (early stopping's where and why, or None), ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
+``curve``, ``train_size`` (with --train-sizes only), ``test_correct`` (per test example, right or wrong), ``stopped`` (early stopping's where and why, or None), ``artifact``, ``timing`` and one sub-record per probe (``latency``, ``estimate``, ``robustness``).
 Only building, training, testing and saving can fail a run; a probe's failure stays in its own record.
 """
 
@@ -42,6 +42,8 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     run = run or RunSpec(name, study.config.seed)
     record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
                               "metrics": {}, "cost": {}, "curve": {}}
+    if run.train_size is not None:  # --train-sizes: the examples of the training split this run trained on
+        record["train_size"] = run.train_size
     start, phases = time.perf_counter(), Phases()
     resumed = checkpoint_epoch(run.checkpoint(out))
     try:

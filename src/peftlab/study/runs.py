@@ -1,8 +1,11 @@
-"""The runs of a study: one per (method, seed, learning rate), each with a stable key, artifact and checkpoint path.
+"""The runs of a study: one per (method, seed, learning rate) and, with --train-sizes, training-set size; each
+with a stable key, artifact and checkpoint path.
 
 The key is what the store remembers a run by; re-running the same study plans the same keys, so a finished run
 is found and not repeated. The study's first seed keeps the historical artifact folder OUT/runs/<method>; other
-seeds save to OUT/runs/<method>-seed<N>.
+seeds save to OUT/runs/<method>-seed<N>. With --train-sizes the key ends in ``/n=<size>`` (without it keys are as
+they always were, so older stores resume); the largest size keeps OUT/runs/<method>, a smaller one saves to
+OUT/runs/<method>-n<size> (with ``-seed<N>`` after it for other seeds).
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ from pathlib import Path
 from peftlab.files import CHECKPOINTS_DIR
 
 
-
-
 @dataclass(frozen=True)
 class RunSpec:
     method: str
@@ -23,21 +24,28 @@ class RunSpec:
     learning_rate: float | None = None  # None: the method's default or configured learning rate
     phase: str = "run"  # "run": a measured run of the study; "tune": a learning-rate trial
     primary: bool = True  # the study's first seed: artifact in OUT/runs/<method>
+    train_size: int | None = None  # --train-sizes: the run trains on this many examples of the training split
+    largest: bool = True  # --train-sizes: the run is at the largest size (artifact in OUT/runs/<method>)
 
     @property
     def key(self) -> str:
         rate = "default" if self.learning_rate is None else f"{self.learning_rate:.6g}"
-        return f"{self.phase}/{self.method}/seed={self.seed}/lr={rate}"
+        size = "" if self.train_size is None else f"/n={self.train_size}"
+        return f"{self.phase}/{self.method}/seed={self.seed}/lr={rate}{size}"
 
     @property
     def artifact_name(self) -> str:
-        """OUT/runs/<this>: the method; a variant's brackets and commas become dashes (lora[r=4] -> lora-r=4)."""
+        """OUT/runs/<this>: the method (a variant's brackets and commas become dashes: lora[r=4] -> lora-r=4), then
+        the training-set size below the largest (-n<size>) and the seed after the study's first (-seed<N>)."""
         folder = re.sub(r"[\[\],]+", "-", self.method).strip("-")
-        return folder if self.primary else f"{folder}-seed{self.seed}"
+        size = "" if self.train_size is None or self.largest else f"-n{self.train_size}"
+        return folder + size + ("" if self.primary else f"-seed{self.seed}")
 
     def label(self, seeds: int = 1) -> str:
-        """How tables and progress lines name the run: the method, with its seed when the study runs several."""
-        return self.method + (f" s{self.seed}" if seeds > 1 else "")
+        """How tables and progress lines name the run: the method, with its training-set size under
+        --train-sizes and its seed when the study runs several."""
+        size = "" if self.train_size is None else f" n{self.train_size}"
+        return self.method + size + (f" s{self.seed}" if seeds > 1 else "")
 
     def overrides(self) -> dict:
         return {} if self.learning_rate is None else {"learning_rate": self.learning_rate}
@@ -51,9 +59,17 @@ def study_seeds(first_seed: int, count: int) -> list[int]:
     return [first_seed + offset for offset in range(count)]
 
 
-def plan_runs(methods: list[str], first_seed: int, seeds: int, learning_rates: dict[str, float] | None = None) -> list[RunSpec]:
+def plan_runs(methods: list[str], first_seed: int, seeds: int, learning_rates: dict[str, float] | None = None,
+              train_sizes: list[int] | None = None) -> list[RunSpec]:
     """Methods × seeds, in that order (every method's first seed before any second seed, so a partial study
-    already compares all methods); ``learning_rates`` (tuned) replace the defaults where given."""
+    already compares all methods); ``learning_rates`` (tuned) replace the defaults where given. With
+    ``train_sizes`` (--train-sizes, resolved to numbers), that for every size, the largest first: the size the
+    study's main comparison and verdict are about is complete first."""
     learning_rates = learning_rates or {}
-    return [RunSpec(method, seed, learning_rates.get(method), "run", seed == first_seed)
-            for seed in study_seeds(first_seed, seeds) for method in methods]
+    if not train_sizes:
+        return [RunSpec(method, seed, learning_rates.get(method), "run", seed == first_seed)
+                for seed in study_seeds(first_seed, seeds) for method in methods]
+    largest = max(train_sizes)
+    return [RunSpec(method, seed, learning_rates.get(method), "run", seed == first_seed, size, size == largest)
+            for size in sorted(train_sizes, reverse=True) for seed in study_seeds(first_seed, seeds)
+            for method in methods]

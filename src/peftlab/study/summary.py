@@ -1,5 +1,5 @@
 """results.json, derived from the store: the header, one record per run in plan order, aggregates over seeds, tuning,
-and the verdict (:mod:`peftlab.study.verdict`).
+the verdict (:mod:`peftlab.study.verdict`) and, with --train-sizes, the data-size regime (:mod:`peftlab.study.sizes`).
 
 Aggregates: per method, over its ok runs (one per seed), the mean, sample std and 95% Student-t interval of each
 test metric, and against full fine-tuning the difference of means with Welch's t-test (significant at p < 0.05).
@@ -11,6 +11,7 @@ from typing import Any
 
 from peftlab.evaluate.stats import mean_std_interval, welch_test
 from peftlab.study.runs import RunSpec
+from peftlab.study.sizes import size_regime, split_by_size
 from peftlab.study.verdict import study_verdict
 from peftlab.tasks.kinds import task_kind_of
 
@@ -18,8 +19,18 @@ REFERENCE_METHOD = "full"
 
 
 def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict], tuning: dict | None) -> dict[str, Any]:
+    """results.json from the study's header and its run records, in plan order. With --train-sizes
+    (``header["train_sizes"]``) ``runs``, the aggregates and the verdict are about the largest size, and
+    ``train_sizes`` holds the regime with the smaller sizes' runs (:mod:`peftlab.study.sizes`)."""
     runs = [records[spec.key] for spec in specs if spec.key in records]
+    sizes = header.get("train_sizes")
+    every_size = runs
+    if sizes:
+        runs, smaller = split_by_size(every_size, sizes)
     results: dict[str, Any] = {"study": header, "runs": runs}
+    if sizes:
+        metric = task_kind_of(header.get("task")).quality_metrics[0].key
+        results["train_sizes"] = {**size_regime(every_size, sizes, metric), "runs": smaller}
     seeds_per_method = [sum(run["method"] == method for run in runs) for method in {run["method"] for run in runs}]
     if header.get("seeds", 1) > 1 or max(seeds_per_method, default=1) > 1:  # --seeds, or seeds added by --max-seeds
         metrics = task_kind_of(header.get("task")).quality_metrics  # the task's two quality metrics
