@@ -56,7 +56,8 @@ def test_every_plot_kind_is_a_figure(tmp_path):
     _study_folder(tmp_path)
     loaded = load_study(tmp_path)
     for kind in (*PLOT_KINDS, *PLOT_ALIASES):
-        if kind == "train_sizes":  # a --train-sizes study's chart (tests/test_train_sizes.py draws it)
+        if kind in ("train_sizes", "rank"):  # a --train-sizes study's chart, the rank chart of variants
+            # (tests/test_train_sizes.py and tests/test_variants.py draw them)
             with pytest.raises(PeftlabError, match="nothing to draw"):
                 loaded.plot(kind)
             continue
