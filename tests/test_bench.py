@@ -65,6 +65,10 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
         cell = easy["methods"][method]
         assert cell["n"] == 1 and 0 <= cell["mean"] <= 1 and cell["std"] is None and cell["failed"] == 0
         assert cell["robust_drop_points"] is not None  # robustness on for this task
+        run = next(r for r in easy_runs if r["method"] == method)
+        assert cell["generalization_gap_points"] == pytest.approx(run["generalization"]["gap_points"]["accuracy"])
+        assert cell["forgetting_cka"] == pytest.approx(run["forgetting"]["cka"])
+        assert cell["forgetting_lm_loss_change"] is None  # an encoder: no LM loss
     assert easy["methods"]["full"]["difference_points"] == 0
     head = easy["methods"]["head"]
     assert head["difference_points"] == pytest.approx(100 * (head["mean"] - easy["methods"]["full"]["mean"]))
@@ -72,6 +76,7 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
     assert set(reference["families"]) == {"simple", "renamed columns"}
     markdown = (tmp_path / "uninterrupted" / SUITE_MARKDOWN).read_text()
     assert f"| easy | simple | {100 * easy['test_majority_share']:.1f} |" in markdown and "## By task family" in markdown and "Not run yet" not in markdown
+    assert "## Overfitting and forgetting" in markdown and f"CKA {easy['methods']['head']['forgetting_cka']:.3f}" in markdown
 
     # Interrupt inside the second task, after its first run: the first task and that run are kept.
     out = tmp_path / "interrupted"

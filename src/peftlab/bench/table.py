@@ -2,7 +2,8 @@
 
 Per task and method: the mean ± sample std over seeds of the task's headline metric (accuracy, or exact match for
 generation), the difference to full fine-tuning in points with Welch's t-test (significant at p < 0.05; needs 2+
-seeds of both), and the robust drop (clean − perturbed accuracy, in points, mean over seeds). Per task family and
+seeds of both), the robust drop (clean − perturbed accuracy, in points, mean over seeds), the generalization gap
+(train − test, points) and forgetting (CKA to the base, LM loss change). Per task family and
 method: the mean difference to full fine-tuning over the family's tasks, how many tasks were significantly worse or
 better, and the mean robust drop. Per task: the advisor's call next to the measured gap (docs/DIAGNOSE.md). A task
 run with `train_sizes` (under the suite's `compare:`) is summarised at its largest size, with its crossovers.
@@ -39,12 +40,20 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
         ok = [run for run in runs if run["method"] == method and run["status"] == "ok"]
         drops = [run["robustness"]["drop_points"] for run in ok
                  if (run.get("robustness") or {}).get("drop_points") is not None]
+        gaps = [run["generalization"]["gap_points"][metric] for run in ok
+                if isinstance(((run.get("generalization") or {}).get("gap_points") or {}).get(metric), (int, float))]
+        forgetting = [run["forgetting"] for run in ok if (run.get("forgetting") or {}).get("status") == "ok"]
+        ckas = [record["cka"] for record in forgetting if isinstance(record.get("cka"), (int, float))]
+        losses = [record["lm_loss_change"] for record in forgetting
+                  if isinstance(record.get("lm_loss_change"), (int, float))]
         difference = (100 * (stats["mean"] - reference["mean"])
                       if stats.get("mean") is not None and reference.get("mean") is not None else None)
         methods[method] = {
             "runs": entry["runs"], "failed": entry["failed"], "n": stats.get("n", 0), "mean": stats.get("mean"),
             "std": stats.get("std"), "ci95": stats.get("ci95"), "difference_points": difference,
             "vs_full": stats.get("vs_full"), "robust_drop_points": mean(drops) if drops else None,
+            "generalization_gap_points": mean(gaps) if gaps else None,  # train − test, mean over seeds
+            "forgetting_cka": mean(ckas) if ckas else None, "forgetting_lm_loss_change": mean(losses) if losses else None,
             "train_seconds": mean(run["cost"]["train_seconds"] for run in ok) if ok else None,
             "reasons": sorted({run.get("reason", "") for run in runs if run["method"] == method and run["status"] != "ok"}),
         }
@@ -119,6 +128,19 @@ def quality_cell(cell: dict[str, Any] | None, reference: bool) -> str:
     return text
 
 
+def _overfit_cell(cell: dict[str, Any] | None) -> str:
+    """`gap +4.2, CKA 0.981, LM Δ +0.031` (the parts measured)."""
+    cell = cell or {}
+    parts = []
+    if cell.get("generalization_gap_points") is not None:
+        parts.append(f"gap {cell['generalization_gap_points']:+.1f}")
+    if cell.get("forgetting_cka") is not None:
+        parts.append(f"CKA {cell['forgetting_cka']:.3f}")
+    if cell.get("forgetting_lm_loss_change") is not None:
+        parts.append(f"LM Δ {cell['forgetting_lm_loss_change']:+.3f}")
+    return ", ".join(parts) or "-"
+
+
 def _share(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -146,6 +168,12 @@ def suite_markdown(table: dict[str, Any]) -> str:
                               for task in tasks]), ""]
     lines += ["## Robust drop", "", "Clean minus perturbed test accuracy, in points, mean over seeds (higher = less robust).", ""]
     lines += [markdown_table(["task", *methods], [[task["name"], *(_points((task["methods"].get(m) or {}).get("robust_drop_points")) for m in methods)]
+                                                  for task in tasks]), ""]
+    lines += ["## Overfitting and forgetting", "",
+              "Per method: train − test metric in points (the generalization gap, on a sample of the run's own "
+              "training set); the representation's linear CKA to the base on general English (1 = unchanged) and, "
+              "for causal LMs, the LM loss change on it (fine-tuned − base); means over seeds.", ""]
+    lines += [markdown_table(["task", *methods], [[task["name"], *(_overfit_cell(task["methods"].get(m)) for m in methods)]
                                                   for task in tasks]), ""]
     lines += ["## By task family", "",
               "Mean difference to full fine-tuning over the family's tasks (points); then tasks significantly worse / "
