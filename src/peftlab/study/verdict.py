@@ -222,13 +222,7 @@ def _correlation_gap(group: list[dict], reference: list[dict], metric: str,
         n = test_examples or 0
         variance = (1.06 / (n - 3) * ((1 - mean ** 2) ** 2 + (1 - ref_mean ** 2) ** 2)) if n > 3 else math.inf
         interval = "unpaired, no per-example predictions"
-    for side in (group, reference):
-        if len(side) >= 2:
-            values = [run["metrics"][metric] for run in side]
-            side_mean = sum(values) / len(values)
-            variance += sum((v - side_mean) ** 2 for v in values) / (len(values) - 1) / len(values)
-    if any(len(side) >= 2 for side in (group, reference)):
-        interval += " and seeds"
+    variance, interval = _with_seed_variance(variance, interval, group, reference, metric)
     half = Z_95 * math.sqrt(variance) if math.isfinite(variance) else math.inf
     gap = 100 * (mean - ref_mean)
     return {"gap_points": gap, "ci95_points": [gap - 100 * half, gap + 100 * half], "interval": interval,
@@ -297,6 +291,17 @@ def _gap(group: list[dict], reference: list[dict], metric: str, test_examples: i
         variance = (mean * (1 - mean) + ref_mean * (1 - ref_mean)) / n if n else math.inf
         centre_shift = 0.0
         interval = "unpaired, no per-example hits"
+    variance, interval = _with_seed_variance(variance, interval, group, reference, metric)
+    half = Z_95 * math.sqrt(variance) if math.isfinite(variance) else math.inf
+    gap, centre = 100 * (mean - ref_mean), 100 * (mean - ref_mean + centre_shift)
+    return {"gap_points": gap, "ci95_points": [centre - 100 * half, centre + 100 * half], "interval": interval,
+            "seeds": len(group)}
+
+
+def _with_seed_variance(variance: float, interval: str, group: list[dict], reference: list[dict],
+                        metric: str) -> tuple[float, str]:
+    """The gap's variance plus each side's seed-to-seed variance of the mean (two seeds or more), and the
+    interval's description saying so."""
     for side in (group, reference):
         if len(side) >= 2:
             values = [run["metrics"][metric] for run in side]
@@ -304,10 +309,7 @@ def _gap(group: list[dict], reference: list[dict], metric: str, test_examples: i
             variance += sum((v - side_mean) ** 2 for v in values) / (len(values) - 1) / len(values)
     if any(len(side) >= 2 for side in (group, reference)):
         interval += " and seeds"
-    half = Z_95 * math.sqrt(variance) if math.isfinite(variance) else math.inf
-    gap, centre = 100 * (mean - ref_mean), 100 * (mean - ref_mean + centre_shift)
-    return {"gap_points": gap, "ci95_points": [centre - 100 * half, centre + 100 * half], "interval": interval,
-            "seeds": len(group)}
+    return variance, interval
 
 
 def _mean_hits(group: list[dict]) -> list[float] | None:
