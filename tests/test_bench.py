@@ -239,6 +239,7 @@ def test_strings_from_the_suite_and_its_data_stay_inert_in_the_suite_table():
             block.append(line)
         elif block:
             blocks, block = blocks + [block], []
-    assert len(blocks) == 4 and any("&lt;script&gt;" in line for b in blocks for line in b)
+    assert len(blocks) == 5 and any("&lt;script&gt;" in line for b in blocks for line in b)  # quality, robust drop,
+    # overfitting and forgetting, families, per task
     for lines in blocks:  # no cell breaks out of its table: every row has its header's number of cell bars
         assert len({len(re.findall(r"(?<!\\)\|", line)) for line in lines}) == 1, lines
