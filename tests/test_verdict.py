@@ -265,3 +265,19 @@ def test_the_comparison_shows_the_budget_used_only_when_early_stopping_ended_a_r
     print_table(results, console)
     text = console.export_text()
     assert "budget used" in text and "50% (stopped)" in text
+
+
+def test_a_reference_no_better_than_the_zero_shot_floor_is_said():
+    header = {"task": {"type": "classification", "test_majority_share": 0.5, "sizes": {"test": 200}}, "config": {}}
+
+    def run(method, accuracy, steps):
+        return {"method": method, "status": "ok", "metrics": {"accuracy": accuracy},
+                "cost": {"train_steps": steps, "trainable_params": 10 if steps else 0},
+                "curve": {"validation": [{"accuracy": accuracy}]}}
+
+    verdict = study_verdict(header, [run("zero-shot", 0.70, 0), run("head", 0.66, 20)])
+    assert verdict["reference"] == "head" and verdict["floor"]["value"] == 0.70
+    assert any("no better than zero-shot" in reason for reason in verdict["reasons"])
+    assert any("untrained" in advice for advice in verdict["advice"])
+    above = study_verdict(header, [run("zero-shot", 0.60, 0), run("head", 0.66, 20)])
+    assert not any("no better than" in reason for reason in above["reasons"])

@@ -72,6 +72,13 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
         verdict["advice"].append("see the failed runs' reasons in results.json and OUT/logs/")
         return verdict
     reference = REFERENCE_METHOD if REFERENCE_METHOD in groups else max(groups, key=lambda m: _mean(groups[m], metric))
+    floor = verdict["floor"]
+    if floor is not None and _mean(groups[reference], metric) <= floor["value"]:  # training did not beat no training
+        verdict["reasons"].append(
+            f"{reference}, the reference, scores no better than {floor['method']} (no training): {metric} "
+            f"{_mean(groups[reference], metric):.3f} vs {floor['value']:.3f}")
+        verdict["advice"].append(f"the base model as it is ({floor['method']}) does as well here: train longer or on "
+                                 "more examples, or use it untrained")
     verdict["reference"] = reference
     task = header.get("task") or {}
     baseline, test_examples = task.get("test_majority_share"), (task.get("sizes") or {}).get("test")
