@@ -147,8 +147,9 @@ def _variant_value(text: str) -> Any:
 
 
 def _variant_text(value: Any) -> str:
-    return {True: "true", False: "false", None: "null"}.get(value, str(value)) if not isinstance(value, (int, float)) \
-        or isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def sweep_variants(sweep: str | None) -> list[str]:
