@@ -16,10 +16,9 @@ START, END = "<!-- methods-table -->", "<!-- /methods-table -->"
 def table() -> str:
     rows = ["| method | source | default lr | key settings | task kinds | mergeable |", "|---|---|---|---|---|---|"]
     for method in METHODS.values():
-        settings = ", ".join(f"`{k}={v}`" for k, v in method.defaults.items()) or "-"
-        kinds = ", ".join(method.task_kinds) or "refused: " + getattr(method, "refused", "")
-        rows.append(f"| {method.name} | {method.source} | {method.learning_rate:g} | {settings} | {kinds} | "
-                    f"{'yes' if method.mergeable else 'no'} |")
+        row = method.listing()
+        row["key settings"] = ", ".join(f"`{k}={v}`" for k, v in method.defaults.items()) or "-"
+        rows.append(f"| {method.name} | " + " | ".join(row.values()) + " |")
     return "\n".join(rows)
 
 

@@ -4,9 +4,8 @@ back through ``PeftModel.from_pretrained`` with identical logits; a refused tune
 
 from __future__ import annotations
 
-import json
-
 import copy
+import json
 
 import pytest
 import torch
@@ -14,7 +13,9 @@ from peft import PeftModel
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
 from peftlab import CompareConfig, compare
+from peftlab.export import ExportConfig, export
 from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS, TUNER_REFUSALS
+from peftlab.study.store import StudyStore
 
 TUNERS = [m for m in PEFT_TUNER_METHODS if not m.refused]
 REFUSED = [m for m in PEFT_TUNER_METHODS if m.refused]
@@ -103,3 +104,40 @@ def test_a_study_gives_adalora_its_total_steps_and_refuses_what_cannot_run(tiny_
     assert sum(sum(mask) for mask in saved["rank_pattern"].values()) <= 8 * len(saved["rank_pattern"])  # target_r
     assert runs["loha"]["status"] == "ok", runs["loha"].get("reason")
     assert runs["xlora"]["status"] == "refused" and TUNER_REFUSALS["XLORA"] in runs["xlora"]["reason"]
+
+
+def test_generated_tuners_work_everywhere_methods_work(tiny_bert_dir, tiny_task_csv, tmp_path):
+    """LoHa and VeRA, two of the tuners generated from peft's registry: two seeds, a tuned rate, robustness, an
+    estimate record saying the estimate does not model them (the run stays ok), export in the peft format and a
+    resume that trains nothing again."""
+    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["loha", "vera"], epochs=2,
+                           batch_size=16, seeds=2, tune=["lr"], tune_points=2, robustness=True, perturb_examples=16,
+                           attack_examples=2, attack_query_budget=8, diagnose=False, out=str(tmp_path / "out"))
+    results = compare(config)
+    runs = results["runs"]
+    assert sorted((r["method"], r["seed"]) for r in runs) == [("loha", 0), ("loha", 1), ("vera", 0), ("vera", 1)]
+    assert all(r["status"] == "ok" for r in runs), [r.get("reason") for r in runs]
+    for name in ("loha", "vera"):
+        tuning = results["tuning"]["methods"][name]
+        assert len(tuning["trials"]) == 2
+        assert all(r["config"]["learning_rate"] == tuning["chosen_learning_rate"] for r in runs if r["method"] == name)
+    for run in runs:
+        assert run["robustness"]["status"] == "ok", run["robustness"]
+        assert run["estimate"]["status"] == "skipped" and "not modelled" in run["estimate"]["reason"]
+    export(ExportConfig(run_dir=str(tmp_path / "out"), method="loha", adapter=str(tmp_path / "adapter")))
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "LOHA"
+    finished = {row["run_key"]: row["finished_at"] for row in StudyStore(tmp_path / "out" / "study.sqlite").runs()}
+    compare(config)
+    assert {row["run_key"]: row["finished_at"]
+            for row in StudyStore(tmp_path / "out" / "study.sqlite").runs()} == finished
+
+
+def test_a_generated_tuner_trains_a_decoder_on_multiple_choice(tiny_llama_dir, colour_bigbench, tmp_path):
+    results = compare(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
+                                    methods=["loha", "lokr"], max_steps=4, batch_size=8, max_train_examples=24,
+                                    max_eval_examples=6, robustness=False, diagnose=False, out=str(tmp_path)))
+    for run in results["runs"]:
+        assert run["status"] == "ok", run.get("reason")
+        assert 0.0 <= run["metrics"]["accuracy"] <= 1.0 and run["cost"]["trainable_params"] > 0
+        assert len(run["test_correct"]) == 6

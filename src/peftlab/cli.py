@@ -240,14 +240,9 @@ def bench_command(
 @app.command("methods")
 def list_methods() -> None:
     """List the registered methods with their default learning rate and settings."""
-
-
     table = Table("method", "source", "default lr", "key settings", "task kinds", "mergeable", "what it trains")
     for method in METHODS.values():
-        defaults = ", ".join(f"{k}={v}" for k, v in method.defaults.items()) or "-"
-        kinds = ", ".join(method.task_kinds) or "refused: " + getattr(method, "refused", "")
-        table.add_row(method.name, method.source, f"{method.learning_rate:g}", defaults, kinds,
-                      "yes" if method.mergeable else "no", method.summary)
+        table.add_row(method.name, *method.listing().values(), method.summary)
     console.print(table)
 
 

@@ -108,6 +108,16 @@ class Method:
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
 
+    def listing(self) -> dict[str, str]:
+        """The method's row in `peftlab methods` and docs/METHODS.md: its source, default rate ("-" when nothing
+        trains), default settings, task kinds (or why it is refused) and whether it merges."""
+        refused = getattr(self, "refused", "")
+        return {"source": self.source,
+                "default lr": f"{self.learning_rate:g}" if self.trains else "-",
+                "key settings": ", ".join(f"{k}={v}" for k, v in self.defaults.items()) or "-",
+                "task kinds": ", ".join(self.task_kinds) or f"refused: {refused}",
+                "mergeable": "yes" if self.mergeable else "no"}
+
     def check_overrides(self, overrides: dict[str, Any]) -> None:
         """MethodError naming the first key that neither the settings class nor training accepts."""
         allowed = set(self.setting_names()) | set(TRAINING_KEYS)

@@ -162,8 +162,10 @@ class PeftPromptTunerMethod(PromptLearningMethod):
 def tuner_method(peft_type: str, config_class: type) -> Method:
     """The method for one peft tuner type."""
     rate, settings = TUNER_DEFAULTS.get(peft_type, (5e-4, {}))
-    kinds = () if peft_type in TUNER_REFUSALS else ("generation",) if peft_type in DECODER_ONLY else \
-        ("classification", "regression", "generation")  # the kinds tests run them on (test_peft_tuners.py, test_regression.py)
+    # the kinds tests run them on (test_peft_tuners.py, test_regression.py); multiple choice and generation train
+    # the same causal LM, so a tuner that trains one trains the other
+    kinds = () if peft_type in TUNER_REFUSALS else ("multiple-choice", "generation") if peft_type in DECODER_ONLY \
+        else ("classification", "regression", "multiple-choice", "generation")
     settings = dict(settings)
     name = peft_type.lower()
     refused = TUNER_REFUSALS.get(peft_type, "")
