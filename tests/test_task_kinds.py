@@ -108,6 +108,11 @@ def test_a_loaded_task_knows_its_kind(tiny_task_csv, colour_bigbench, colour_jso
     choice = load_task(str(colour_bigbench), task_type="multiple-choice")
     assert choice.kind is MULTIPLE_CHOICE and choice.selection_metric == "accuracy"
     assert choice.describe()["type"] == "multiple-choice" and choice.test_majority_share() is None
+    test = choice.splits["test"]  # chance: the better of a uniform guess and always the commonest correct choice
+    uniform = sum(1 / len(c) for c in test["choices"]) / len(test)
+    commonest = max(list(test["label"]).count(label) for label in set(test["label"])) / len(test)
+    assert choice.describe()["test_chance_share"] == pytest.approx(max(uniform, commonest)) and uniform > 0
+    assert classification.describe()["test_chance_share"] is None
     generation = load_task(str(colour_jsonl))  # inferred from the prompt/completion records
     assert generation.kind is GENERATION and generation.selection_metric == "neg_loss"
     assert load_task(str(colour_bigbench), task_type="generation").kind is GENERATION

@@ -37,6 +37,19 @@ def header(majority: float = 0.5, tolerance: float = 1.0) -> dict:
             "config": {"tolerance": tolerance}}
 
 
+def test_multiple_choice_must_beat_chance_not_zero():
+    """A multiple-choice reference at 30 % on four choices has not learned: its interval is not above the 25 % of a
+    guess (task.test_chance_share), though it is far above 0."""
+    choice = {"task": {"type": "multiple-choice", "test_majority_share": None, "test_chance_share": 0.25,
+                       "sizes": {"test": N}}, "config": {}}
+    verdict = study_verdict(choice, [record("full", hits(0.26)), record("lora", hits(0.25, seed=1))])
+    assert verdict["decision"] == "inconclusive" and not verdict["learned"]["learned"]
+    assert verdict["learned"]["baseline_name"] == "chance" and verdict["learned"]["baseline"] == 0.25
+    assert "chance baseline 0.250" in verdict["reasons"][0]
+    verdict = study_verdict(choice, [record("full", hits(0.6)), record("lora", hits(0.6, seed=1))])
+    assert verdict["learned"]["learned"]
+
+
 def record(method: str, hits: str, seed: int = 0, curve=(0.6, 0.7, 0.7), stopped=None, params=1000) -> dict:
     accuracy = hits.count("1") / len(hits)
     return {"method": method, "seed": seed, "status": "ok", "test_correct": hits, "stopped": stopped,

@@ -6,7 +6,8 @@ The rules (docs/VERDICT.md states them for users):
    says that no full fine-tuning ceiling was measured.
 2. **Did the reference learn?** The lower end of the 95% Wilson interval of its test metric (on the test
    examples; over seeds, of their mean) must lie above the baseline: the test split's majority share for class
-   labels, 0 for exact match. If not, the verdict is inconclusive: the budget, the data or the model is too small
+   labels, chance for multiple choice (the better of a uniform guess among the choices and always answering the
+   commonest correct choice), 0 for exact match. If not, the verdict is inconclusive: the budget, the data or the model is too small
    for the task, and no method can be judged against a reference that did not learn.
 3. **Had it flattened?** If the reference's best validation pass was its last one and it gained more than the
    tolerance over every earlier pass, it was still learning when the budget ran out: inconclusive, with a budget
@@ -81,11 +82,9 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
                                  "more examples, or use it untrained")
     verdict["reference"] = reference
     task = header.get("task") or {}
-    baseline, test_examples = task.get("test_majority_share"), (task.get("sizes") or {}).get("test")
+    test_examples = (task.get("sizes") or {}).get("test")
     learned = (_learned_correlation(groups[reference], metric, kind.baseline_name, test_examples) if by_predictions
-               else _learned(groups[reference], metric, baseline if isinstance(baseline, (int, float)) else 0.0,
-                             "majority class" if isinstance(baseline, (int, float)) else kind.baseline_name,
-                             test_examples))
+               else _learned(groups[reference], metric, *_baseline(task, kind.baseline_name), test_examples))
     verdict["learned"] = learned
     flattened = _flattened(groups[reference], metric, tolerance)
     verdict["flattened"] = flattened
@@ -188,6 +187,15 @@ def _mean(group: list[dict], key: str, section: str = "metrics") -> float:
 def _examples(group: list[dict]) -> int | None:
     hits = group[0].get("test_correct")
     return len(hits) if isinstance(hits, str) and hits else None
+
+
+def _baseline(task: dict[str, Any], kind_baseline_name: str) -> tuple[float, str]:
+    """What the reference must beat, and its name: the test split's majority share (class labels), the accuracy
+    of guessing without reading the input (multiple choice: ``test_chance_share``), else 0 (the kind's name)."""
+    for key, name in (("test_majority_share", "majority class"), ("test_chance_share", "chance")):
+        if isinstance(task.get(key), (int, float)):
+            return float(task[key]), name
+    return 0.0, kind_baseline_name
 
 
 def _learned(group: list[dict], metric: str, baseline: float, baseline_name: str,

@@ -86,6 +86,7 @@ class TaskKind:
     estimate_task: str  # the task peftlab.estimate models: "classification", "causal-lm" or "seq2seq-lm"
     probes: frozenset[str] = field(default_factory=frozenset)  # of PROBES
     majority_baseline: bool = False  # labels are classes: always answering the commonest one is a baseline
+    chance_baseline: bool = False  # answers are choices: guessing without reading the input is a baseline
     baseline_name: str = "zero"  # what a headline score of 0 is, when there is no majority baseline (the verdict)
     per_example: str = HITS  # HITS or PREDICTIONS: what the verdict's paired comparison of two runs reads
     stack: str | None = None  # the model stack this variant trains (DECODER, ENCODER_DECODER); None: any model
@@ -151,6 +152,7 @@ MULTIPLE_CHOICE = TaskKind(
     selection_metric="accuracy",  # of the choice with the highest mean log-likelihood per token
     quality_metrics=(ACCURACY, MACRO_F1),
     estimate_task="causal-lm",  # the LM head over every position
+    chance_baseline=True,
     stack=DECODER,
 )
 

@@ -55,7 +55,7 @@ class Task:
         description = {"name": self.name, "source": self.source, "type": self.kind.name, "num_labels": self.num_labels,
                        "label_names": list(self.label_names), "sizes": {s: len(d) for s, d in self.splits.items()},
                        "columns": dict(self.columns), "sha256": self.sha256,
-                       "test_majority_share": self.test_majority_share()}
+                       "test_majority_share": self.test_majority_share(), "test_chance_share": self.test_chance_share()}
         if self.target_scale is not None:
             description["target_mean"], description["target_std"] = self.target_scale
         return description
@@ -67,3 +67,14 @@ class Task:
         if not self.kind.majority_baseline or test is None or len(test) == 0 or "label" not in test.column_names:
             return None
         return Counter(test["label"]).most_common(1)[0][1] / len(test)
+
+    def test_chance_share(self) -> float | None:
+        """Multiple choice: the accuracy of answering without reading the question, on the test split: the better of
+        a uniform guess among each example's choices and, when every example offers the same choices, always
+        answering the commonest correct one (None for kinds whose answers are not choices)."""
+        test = self.splits.get("test")
+        if not self.kind.chance_baseline or test is None or len(test) == 0 or "choices" not in test.column_names:
+            return None
+        uniform = sum(1 / len(choices) for choices in test["choices"]) / len(test)
+        commonest = Counter(test["label"]).most_common(1)[0][1] / len(test) if self.label_names else 0.0
+        return max(uniform, commonest)
