@@ -13,6 +13,7 @@ import torch
 from accelerate import Accelerator
 
 from conftest import TINY_LABELS
+from peftlab.errors import MethodError
 from peftlab.measure import PeakMemory
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
@@ -20,7 +21,7 @@ from peftlab import CompareConfig, compare
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task
 from peftlab.train import TrainConfig, train
-from peftlab.train.trainer import TrainingDiverged
+from peftlab.train.trainer import TrainingDiverged, parameter_groups
 
 BATCH = 16
 
@@ -184,3 +185,42 @@ def test_the_peak_memory_of_checkpointed_training_survives_a_resume(load_tiny_be
                         Accelerator(cpu=True), task.num_labels, checkpoint, memory=again)
     assert resumed.steps == first.steps and resumed.peak_memory_bytes == first.peak_memory_bytes
     assert resumed.validation == first.validation
+
+
+def test_a_fresh_head_trains_at_its_own_rate(load_tiny_bert, tiny_data):
+    """With head_learning_rate, the classifier's trainable copy (peft's modules_to_save) is in groups of its own at
+    that rate, every other trainable parameter keeps the method's, and each trainable parameter is in one group."""
+    model = get_method("lora").apply(load_tiny_bert(), get_method("lora").resolve(load_tiny_bert(), {})[0])
+    trainable = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+    groups = parameter_groups(model, 0.01, ("classifier",), 1e-2)
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(trainable) and len(grouped) == len(set(grouped))
+    at_head_rate = {trainable[id(p)] for group in groups if group.get("lr") == 1e-2 for p in group["params"]}
+    assert at_head_rate == {name for name in trainable.values() if "classifier.modules_to_save" in name} != set()
+    assert len(parameter_groups(model, 0.01, ("classifier",), None)) == 2  # no head rate: one rate for all
+    # in training: the head's rate is the scheduler's base rate for its groups; the base rate is the others'
+    _, outcome = run_training(load_tiny_bert, tiny_data, "lora", learning_rate=1e-4, max_steps=3,
+                              head_learning_rate=1e-2, head_modules=("classifier",))
+    assert len(outcome.train_loss) == 3
+
+
+def test_a_study_records_the_head_rate_where_the_task_has_a_fresh_head(tiny_bert_dir, tiny_task_csv, tiny_llama_dir,
+                                                                       colour_bigbench, tmp_path):
+    runs = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv),
+                                 methods=["lora", "lora[head_learning_rate=0.01]"], max_steps=4, batch_size=16,
+                                 robustness=False, diagnose=False, out=str(tmp_path / "cls")))["runs"]
+    by_name = {run["method"]: run for run in runs}
+    assert all(run["status"] == "ok" for run in runs), [run.get("reason") for run in runs]
+    assert by_name["lora[head_learning_rate=0.01]"]["config"]["head_learning_rate"] == 0.01
+    assert "head_learning_rate" not in by_name["lora"]["config"]
+    # a causal LM's head is pretrained, not fresh: the rate does not apply and is not recorded
+    run, = compare(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
+                                 methods=["lora[head_learning_rate=0.01]"], max_steps=2, batch_size=8,
+                                 max_train_examples=16, max_eval_examples=6, robustness=False, diagnose=False,
+                                 out=str(tmp_path / "mc")))["runs"]
+    assert run["status"] == "ok" and "head_learning_rate" not in run["config"]
+
+
+def test_a_bad_head_rate_is_one_line():
+    with pytest.raises(MethodError, match="head_learning_rate must be a positive number"):
+        get_method("lora").check_overrides({"head_learning_rate": -1})

@@ -18,6 +18,7 @@ from peftlab.estimate.load import load_facts
 from peftlab.estimate.peak import activation_bytes
 from peftlab.estimate.plans import MethodPlan, build_plan, resolve_settings
 from peftlab.estimate.settings import EstimateSettings
+from peftlab.methods import TRAINING_KEYS
 
 SAFETENSORS_HEADER_BYTES_PER_TENSOR = 100  # the JSON header names each tensor with its dtype, shape, offsets
 
@@ -103,7 +104,7 @@ def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] |
     Returns the method's estimate (as `estimate` gives it) plus `peak_memory_bytes` and `flops_per_step`.
     """
     facts = facts_from_config(model_config)
-    overrides = {k: v for k, v in (settings or {}).items() if k not in ("learning_rate",)}
+    overrides = {k: v for k, v in (settings or {}).items() if k not in TRAINING_KEYS}
     cuda = str(device).startswith("cuda")
     run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, target_len=target_len, dtype=dtype, task=task,
                            padded=True,

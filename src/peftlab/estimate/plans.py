@@ -29,7 +29,7 @@ from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPI
 from peftlab.errors import MethodError
 from peftlab.estimate.architecture import ModelFacts
 from peftlab.estimate.params import Linear, ModelTensors, model_tensors
-from peftlab.methods import METHODS, Method, get_method
+from peftlab.methods import METHODS, TRAINING_KEYS, Method, get_method
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def resolve_settings(method_name: str, overrides: dict[str, Any] | None = None) 
     overrides = dict(overrides or {})
     method, _ = estimated_method(method_name)
     method.check_overrides(overrides)
-    settings = {**method.defaults, **{k: v for k, v in overrides.items() if k != "learning_rate"}}
+    settings = {**method.defaults, **{k: v for k, v in overrides.items() if k not in TRAINING_KEYS}}
     return settings
 
 

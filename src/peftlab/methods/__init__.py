@@ -1,6 +1,6 @@
 """Fine-tuning methods: one registry; peft's methods as configs, the others in their own small modules."""
 
-from peftlab.methods.base import ESTIMATE_PLANS, Method
+from peftlab.methods.base import ESTIMATE_PLANS, TRAINING_KEYS, Method
 from peftlab.methods.registry import (
     DEFAULT_METHODS,
     METHODS,
@@ -21,6 +21,7 @@ __all__ = [
     "ESTIMATE_PLANS",
     "METHODS",
     "PEFTLAB_METHODS",
+    "TRAINING_KEYS",
     "Method",
     "get_method",
     "parse_methods",

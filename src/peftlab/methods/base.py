@@ -35,7 +35,7 @@ from peftlab.errors import MethodError, MethodNotApplicable
 from peftlab.files import error_line
 
 # Keys a --method-config entry may hold besides the settings class's own fields.
-TRAINING_KEYS = ("learning_rate",)
+TRAINING_KEYS = ("learning_rate", "head_learning_rate")  # the loop's, not the method's settings
 
 # The plans peftlab.estimate has (estimate/plans.py builds each); a method names one of them in `estimate_plan`.
 ESTIMATE_PLANS = ("full", "head", "bitfit", "lora", "ia3", "adapter", "prompt", "prefix")
@@ -104,6 +104,8 @@ class Method:
     source: str = "peftlab"  # whose implementation trains: "peft" (HF peft's) or "peftlab" (its own)
     # the task kinds (tasks/kinds.py names) it runs on; empty: none (it is refused everywhere)
     task_kinds: tuple[str, ...] = ("classification", "regression", "multiple-choice", "generation")
+    # the rate of a freshly initialised task head (classification, regression), when it is not learning_rate
+    head_learning_rate: float | None = None
 
     def setting_names(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self.settings_class) if f.init]
@@ -127,8 +129,9 @@ class Method:
                     f"method '{self.name}' has no setting '{key}' ({self.settings_class.__name__} fields: "
                     f"{', '.join(sorted(allowed))})"
                 )
-        if "learning_rate" in overrides:
-            parse_learning_rate(self.name, overrides["learning_rate"])
+        for key in TRAINING_KEYS:
+            if key in overrides:
+                parse_learning_rate(self.name, overrides[key], key)
         self.check_settings({**self.defaults, **{k: v for k, v in overrides.items() if k not in TRAINING_KEYS}})
 
     def check_settings(self, settings: dict[str, Any]) -> None:
@@ -164,6 +167,12 @@ class Method:
         settings.update({k: v for k, v in overrides.items() if k not in TRAINING_KEYS})
         learning_rate = parse_learning_rate(self.name, overrides.get("learning_rate", self.learning_rate))
         return settings, learning_rate
+
+    def head_rate(self, overrides: dict[str, Any]) -> float | None:
+        """The learning rate of a freshly initialised task head (a classifier's), when it differs from the method's:
+        the override ``head_learning_rate``, else the method's ``head_learning_rate`` default (None: the same)."""
+        rate = overrides.get("head_learning_rate", self.head_learning_rate)
+        return None if rate is None else parse_learning_rate(self.name, rate, "head_learning_rate")
 
     def refusal(self, model: nn.Module, settings: dict[str, Any]) -> str | None:
         """Why this method cannot apply to `model` with these settings (one line), or None when it can. Asked before
@@ -222,14 +231,14 @@ class Method:
         return MethodError(f"method '{self.name}' has no adapter to export: {self.adapter_blocker}")
 
 
-def parse_learning_rate(method_name: str, value: Any) -> float:
+def parse_learning_rate(method_name: str, value: Any, key: str = "learning_rate") -> float:
     """A positive float; YAML reads `1e-3` (no dot) as a string, so numeric strings are accepted."""
     try:
         learning_rate = float(value) if not isinstance(value, bool) else float("nan")
     except (TypeError, ValueError):
         learning_rate = float("nan")
     if not learning_rate > 0:
-        raise MethodError(f"method '{method_name}': learning_rate must be a positive number, got {value!r}")
+        raise MethodError(f"method '{method_name}': {key} must be a positive number, got {value!r}")
     return learning_rate
 
 

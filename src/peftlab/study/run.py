@@ -25,6 +25,7 @@ from peftlab.evaluate.kinds import kind_evaluation
 from peftlab.files import RUN_FILE, RUNS_DIR, short_reason, write_json_atomic, write_log
 from peftlab.measure import PeakMemory, Phases, directory_bytes, parameter_counts, release_free_memory
 from peftlab.methods import get_method
+from peftlab.models import head_module_names
 from peftlab.study.inputs import Study
 from peftlab.study.probes import TrainedRun, run_probes
 from peftlab.study.runs import RunSpec
@@ -81,6 +82,7 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
     base = memory.prepare(base, method)
     overrides = {**study.overrides.get(name, {}), **run.overrides()}
     settings, learning_rate = method.resolve(base, overrides)
+    head_rate = method.head_rate(overrides) if task.kind.fresh_head else None
     if train_size is not None:
         settings = method.run_settings(settings, total_steps(config, train_size, accelerator.num_processes), overrides)
     method.check_applies(base, settings)  # MethodNotApplicable: the run is refused, nothing trains
@@ -91,8 +93,10 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
         evaluations_per_epoch=config.evaluations_per_epoch, patience=config.patience,
         evaluate=kind_evaluation(task.kind).evaluate, trains=method.trains, after_step=method.after_step,
+        head_learning_rate=head_rate, head_modules=tuple(head_module_names(base)),
     )
-    return model, {**settings, "learning_rate": learning_rate}, train_config
+    rates = {"learning_rate": learning_rate, **({"head_learning_rate": head_rate} if head_rate else {})}
+    return model, {**settings, **rates}, train_config
 
 
 def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,

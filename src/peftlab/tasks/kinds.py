@@ -87,6 +87,7 @@ class TaskKind:
     probes: frozenset[str] = field(default_factory=frozenset)  # of PROBES
     majority_baseline: bool = False  # labels are classes: always answering the commonest one is a baseline
     chance_baseline: bool = False  # answers are choices: guessing without reading the input is a baseline
+    fresh_head: bool = False  # the model loader puts a new, randomly initialised head on the base (a classifier)
     baseline_name: str = "zero"  # what a headline score of 0 is, when there is no majority baseline (the verdict)
     per_example: str = HITS  # HITS or PREDICTIONS: what the verdict's paired comparison of two runs reads
     stack: str | None = None  # the model stack this variant trains (DECODER, ENCODER_DECODER); None: any model
@@ -142,6 +143,7 @@ CLASSIFICATION = TaskKind(
     estimate_task="classification",
     probes=frozenset({ROBUSTNESS, ATTACKS, ROBUST_SET, DIAGNOSIS}),
     majority_baseline=True,
+    fresh_head=True,
 )
 
 MULTIPLE_CHOICE = TaskKind(
@@ -179,6 +181,7 @@ REGRESSION = TaskKind(
     # the diagnosis with a ridge probe
     baseline_name="training mean",  # predicting the training mean everywhere: Spearman 0
     per_example=PREDICTIONS,
+    fresh_head=True,
 )
 
 # The encoder-decoder variants: the same task types, encoded as encoder input + decoder labels

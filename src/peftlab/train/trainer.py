@@ -56,6 +56,8 @@ class TrainConfig:
     evaluate: Callable | None = None  # the task kind's evaluation (peftlab.evaluate.kinds); None: evaluate_split
     trains: bool = True  # False (a method that trains nothing: zero-shot): one validation pass, no step
     after_step: Callable | None = None  # (unwrapped model, step) after every optimizer step: Method.after_step
+    head_learning_rate: float | None = None  # the fresh head's own rate (None: learning_rate, like the rest)
+    head_modules: tuple[str, ...] = ()  # the head's module names (models.head_module_names), for head_learning_rate
 
 
 @dataclass
@@ -77,13 +79,22 @@ class TrainOutcome:
         return self.train_tokens / self.train_seconds if self.train_seconds else 0.0
 
 
-def parameter_groups(model, weight_decay: float) -> list[dict]:
-    """Trainable parameters: matrices with weight decay, vectors (biases, norms, scales) without."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
-    ]
+def parameter_groups(model, weight_decay: float, head_modules: tuple[str, ...] = (),
+                     head_learning_rate: float | None = None) -> list[dict]:
+    """Trainable parameters: matrices with weight decay, vectors (biases, norms, scales) without. With
+    ``head_learning_rate``, the parameters under a module named in ``head_modules`` (a name component of theirs:
+    ``classifier.weight``, peft's ``classifier.modules_to_save.default.weight``) form groups of their own at that
+    rate; the scheduler scales every group's rate alike."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    in_head = {name for name, _ in trainable if head_learning_rate and set(name.split(".")) & set(head_modules)}
+    groups = []
+    for head, extra in ((False, {}), (True, {"lr": head_learning_rate})):
+        params = [(name, p) for name, p in trainable if (name in in_head) == head]
+        if head and not params:
+            continue
+        groups += [{"params": [p for _, p in params if p.ndim >= 2], "weight_decay": weight_decay, **extra},
+                   {"params": [p for _, p in params if p.ndim < 2], "weight_decay": 0.0, **extra}]
+    return groups
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
@@ -121,7 +132,8 @@ def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerat
     total_steps = config.max_steps or config.epochs * len(loader)
     epochs = math.ceil(total_steps / len(loader))
     evaluate_after = evaluation_steps(len(loader), total_steps, config.evaluations_per_epoch)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.learning_rate)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.head_modules,
+                                                   config.head_learning_rate), lr=config.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     trainable = [p for p in model.parameters() if p.requires_grad]
