@@ -11,8 +11,8 @@ with a ``TrainConfig``), on synthetic batches of random token ids of realistic l
 the decoders, sequence classification for BERT. Quality is not measured, cost is.
 
     python benchmarks/gpu_check.py --json $OUT/gpu_check.json     # on the GPU machine: the whole check, < 8 min
-    python benchmarks/gpu_check.py --tiny --json /tmp/gpu_check.json   # the same code path, tiny shapes, CPU, < 1 min
-    python benchmarks/gpu_check.py --plan                          # the rows, their FLOPs and predicted time; runs nothing
+    python benchmarks/gpu_check.py --tiny --json /tmp/gpu_check.json   # the same path, tiny shapes, CPU, < 1 min
+    python benchmarks/gpu_check.py --plan                          # rows, FLOPs, predicted time; runs nothing
 
 Per row (a shape and a method: full, lora, dora, ia3, prompt, qlora = LoRA on a 4-bit NF4 base, lora-8bit = LoRA
 on an 8-bit base): ``--warmup`` steps, then ``--steps`` timed steps. It reports tokens/s over the timed steps, the
@@ -45,13 +45,15 @@ Measurement, selected by device in one code path:
   read with ``PeakMemory.so_far()`` at the last step's callback; everything else is peftlab's.
 
 Time budget (how the default was sized). ``--plan`` prints each row's FLOPs per step from the estimate and its step
-time on an H200 at 40 % of the 989 TFLOP/s dense bf16 peak (about 0.5 of the ~790 TFLOP/s a bf16 matrix product
-reaches there). The default's 23 rows x 13 steps add up to about 6.4 PFLOP: ~16 s of compute at that rate, ~50 s
-even at 15 %. The rest is fixed cost per row: building the model on the device (random init of up to 3.2 B
-parameters), applying the method, the synthetic data, one short validation pass, freeing memory — budgeted at
-≤ 10 s a row, 230 s for 23 rows, plus ~30 s of imports: about 5 min in all on one H200. ``--budget-seconds``
-(default 450) guards the 8 minutes: a row not started by then is recorded as ``skipped: time budget`` and the run
-ends with its table and JSON. The anchor rows run first.
+time on an H200 at 40 % of the 989 TFLOP/s dense bf16 peak (about half of the ~790 TFLOP/s a bf16 matrix product
+reaches there). The anchor's full fine-tuning step is the largest, 62.1 TFLOP (157 ms at 40 %), its LoRA step
+42.4 TFLOP; the default's 23 rows x 13 steps add up to 4.73 PFLOP: 12 s of compute at 40 %, 32 s at 15 %. The
+rest is fixed cost per row: building the model on the device (random init of up to 3.2 B parameters), applying
+the method, the synthetic data, one short validation pass, freeing memory, and for a quantized row saving the
+random weights and loading them back (a 1.2 B model, 2.5 GB in bf16) — budgeted at <= 10 s a row, 230 s for 23
+rows, plus ~30 s of imports: about 5 min in all on one H200 (on CPU, ``--tiny`` takes ~1-2 s a row).
+``--budget-seconds`` (default 450) guards the 8 minutes: a row not started by then is recorded as ``skipped: time
+budget`` and the run ends with its table and JSON. The anchor rows run first.
 
 On the lent GPU machines (docs/PERFORMANCE.md, "GPU check") PyTorch, transformers, peft and accelerate are
 installed but ``datasets`` (with ``dill`` and ``multiprocess``) and ``bitsandbytes`` are not: carry the first three
@@ -61,7 +63,7 @@ as wheels; without bitsandbytes the quantized rows are skipped, and the check st
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
 import importlib.util
 import json
 import math
@@ -71,6 +73,7 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -243,25 +246,44 @@ def quantization_skip(row: Row, device: torch.device) -> str | None:
     return None
 
 
-def build_base(shape: Shape, config, device: torch.device, memory: MemoryOptions, tokenizer):
+def build_base(shape: Shape, config, device: torch.device, memory: MemoryOptions, tokenizer, folder: str | None):
     """The base model with random weights, on the device: built there directly in the run's dtype, or, for a
-    quantized row, saved once and loaded back through the task kind's own loader with bitsandbytes (as ``compare
-    --load-in-4bit/8bit`` loads it; CUDA only)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    auto = AutoModelForCausalLM if shape.task == "causal-lm" else AutoModelForSequenceClassification
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    quantized row, loaded from ``folder`` (:func:`random_weights_folder`) through the task kind's own loader with
+    bitsandbytes, as ``compare --load-in-4bit/8bit`` loads a base (CUDA only)."""
     if not memory.quantized:
         with torch.device(device):
-            return auto.from_config(config, dtype=dtype)
+            return auto_class(shape).from_config(config, dtype=run_dtype(device))
     from peftlab.tasks.kinds import CLASSIFICATION, GENERATION
 
     kind = GENERATION if shape.task == "causal-lm" else CLASSIFICATION
+    return kind.load_model(ModelRef(folder, folder), LABELS, tokenizer.pad_token_id, **memory.load_kwargs())
+
+
+@contextmanager
+def random_weights_folder(shape: Shape, config, device: torch.device, memory: MemoryOptions):
+    """For a quantized row: the random-weight model saved to a temporary folder (built on the device, then freed),
+    before the row's peak is measured; None for the others."""
+    if not memory.quantized:
+        yield None
+        return
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as folder:
         with torch.device(device):
-            auto.from_config(config, dtype=dtype).save_pretrained(folder)
-        torch.cuda.empty_cache()
-        return kind.load_model(ModelRef(folder, folder), LABELS, tokenizer.pad_token_id, **memory.load_kwargs())
+            auto_class(shape).from_config(config, dtype=run_dtype(device)).save_pretrained(folder)
+        release_free_memory()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        yield folder
+
+
+def auto_class(shape: Shape):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    return AutoModelForCausalLM if shape.task == "causal-lm" else AutoModelForSequenceClassification
+
+
+def run_dtype(device: torch.device) -> torch.dtype:
+    """bf16 weights on CUDA (as peft's comparison trains), fp32 on CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
 def estimate_row(row: Row, shape: Shape, config, device: torch.device) -> dict[str, Any] | None:
@@ -297,22 +319,25 @@ def measure_row(row: Row, shape: Shape, device: torch.device, warmup: int, steps
     if skip:
         record.update(status="skipped", reason=skip)
         return record
-    memory = MemoryOptions(load_in_4bit=row.quantize == "4bit", load_in_8bit=row.quantize == "8bit")
-    memory.check()
-    tokenizer = stand_in_tokenizer()
-    encoded = synthetic_splits(shape, config.vocab_size, warmup + steps)
-    evaluate, selection = validation(shape.task)
-    accelerator = memory.accelerator(cpu=device.type != "cuda")
     clock: list[float] = []
     peak_at_last_step = [0]
+    accelerator = None
     try:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            record["allocated_before_bytes"] = int(torch.cuda.memory_allocated(device))
-        with PeakMemory(device) as peak:
+        memory = MemoryOptions(load_in_4bit=row.quantize == "4bit", load_in_8bit=row.quantize == "8bit")
+        memory.check()
+        tokenizer = stand_in_tokenizer()
+        encoded = synthetic_splits(shape, config.vocab_size, warmup + steps)
+        evaluate, selection = validation(shape.task)
+        accelerator = memory.accelerator(cpu=device.type != "cuda")
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(random_weights_folder(shape, config, device, memory))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                record["allocated_before_bytes"] = int(torch.cuda.memory_allocated(device))
+            peak = stack.enter_context(PeakMemory(device))
             set_seed(0)  # build_run's order: seed, load, prepare, resolve, check, apply, bind
             method = get_method(row.method)
-            base = memory.prepare(build_base(shape, config, device, memory, tokenizer), method)
+            base = memory.prepare(build_base(shape, config, device, memory, tokenizer, folder), method)
             settings, learning_rate = method.resolve(base, dict(row.overrides))
             method.check_applies(base, settings)
             model = method.apply(base, settings).to(device)
@@ -352,7 +377,8 @@ def measure_row(row: Row, shape: Shape, device: torch.device, warmup: int, steps
                       traceback=traceback.format_exc()[-4000:])
     finally:
         model = base = outcome = None  # noqa: F841 - drop the references before freeing
-        accelerator.free_memory()
+        if accelerator is not None:
+            accelerator.free_memory()
         release_free_memory()
         if device.type == "cuda":
             torch.cuda.empty_cache()
