@@ -408,7 +408,13 @@ def table_row(record: dict) -> list[str]:
 
 
 def format_table(records: list[dict]) -> str:
-    return table(TABLE_HEADER, [table_row(record) for record in records])
+    text = table(TABLE_HEADER, [table_row(record) for record in records])
+    return "\n".join(line.rstrip() for line in text.splitlines())
+
+
+def size(nbytes: float) -> str:
+    """GiB, like the published figures; MiB below 1 GiB (--tiny)."""
+    return f"{nbytes / GIB:.2f} GiB" if nbytes >= GIB else f"{nbytes / MIB:.2f} MiB"
 
 
 def anchor_summary(records: list[dict]) -> tuple[dict, list[str]]:
@@ -427,8 +433,8 @@ def anchor_summary(records: list[dict]) -> tuple[dict, list[str]]:
             goals.append({"goal": f"peak memory within ±10% of the estimate ({name})", "pass": None, "value": None})
             continue
         ratio = record.get("memory_ratio")
-        lines.append(f"  {name}: peak {record['peak_memory_bytes'] / GIB:.2f} GiB measured, "
-                     f"{record['estimate']['peak_memory_bytes'] / GIB:.2f} GiB estimated (ratio {ratio:.3f}); "
+        lines.append(f"  {name}: peak {size(record['peak_memory_bytes'])} measured, "
+                     f"{size(record['estimate']['peak_memory_bytes'])} estimated (ratio {ratio:.3f}); "
                      f"published {issue[published + '_peak_gib']:.1f} GiB (issue 25), "
                      f"{files[published + '_peak_gib']:.1f} GiB (results file); "
                      f"median step {record['median_step_seconds'] * 1000:.1f} ms")
