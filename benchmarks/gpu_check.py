@@ -42,7 +42,12 @@ Measurement, selected by device in one code path:
   models, so the CPU ratio is not a check of the estimate) and the quantized rows skipped.
 - Our own measurement code is small and here on purpose: the step clock is the training loop's ``on_step``
   callback (the loop records only its whole training time, and a median per step needs each step), and the peak is
-  read with ``PeakMemory.so_far()`` at the last step's callback; everything else is peftlab's.
+  read with ``PeakMemory.so_far()`` at the last step's callback. The build follows ``build_run``'s steps (seed, base,
+  ``MemoryOptions.prepare``, ``Method.resolve`` / ``check_applies`` / ``apply`` / ``bind_task``, ``TrainConfig``)
+  in a few lines instead of calling it: ``build_run`` takes a ``Study`` and loads its base with ``from_pretrained``
+  (there are no weights here), and importing ``peftlab.study.run`` brings in the trackers (mlflow, wandb), which the
+  GPU machines do not have. The synthetic data, the two-token stand-in tokenizer the loop pads with, and the
+  validation pass's causal loss wrapper are the rest; everything else is peftlab's.
 
 Time budget (how the default was sized). ``--plan`` prints each row's FLOPs per step from the estimate and its step
 time on an H200 at 40 % of the 989 TFLOP/s dense bf16 peak (about half of the ~790 TFLOP/s a bf16 matrix product
