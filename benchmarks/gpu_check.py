@@ -78,7 +78,6 @@ import sys
 import tempfile
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -264,7 +263,7 @@ def build_base(shape: Shape, config, device: torch.device, memory: MemoryOptions
     return kind.load_model(ModelRef(folder, folder), LABELS, tokenizer.pad_token_id, **memory.load_kwargs())
 
 
-@contextmanager
+@contextlib.contextmanager
 def random_weights_folder(shape: Shape, config, device: torch.device, memory: MemoryOptions):
     """For a quantized row: the random-weight model saved to a temporary folder (built on the device, then freed),
     before the row's peak is measured; None for the others."""
