@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/peftlab compare --out runs/demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 clean:
 	rm -rf $(VENV) runs
