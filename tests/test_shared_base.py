@@ -10,8 +10,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from conftest import TINY_LABELS, tiny_bert_config
+from peftlab import CompareConfig, compare
+from peftlab.errors import ConfigError
+from peftlab.files import STORE_FILE
 from peftlab.methods import get_method
 from peftlab.models import load_classifier, load_tokenizer, resolve_model
+from peftlab.study.artifacts import load_run
+from peftlab.study.store import StudyStore
 from peftlab.tasks import load_task
 from peftlab.tasks.encode import encode_task, eval_loader
 from peftlab.train import NotStackable, RunStack, TrainConfig, train
@@ -101,3 +106,40 @@ def test_what_does_not_stack_says_why(no_dropout_bert_dir):
     with pytest.raises(NotStackable, match="other than LoRA"):
         RunStack([build(no_dropout_bert_dir, {}, seed, "bitfit") for seed in (0, 1)])
 
+
+def test_a_study_with_shared_base_gives_the_records_of_one_without(no_dropout_bert_dir, tiny_task_csv, tmp_path):
+    """--seeds 3 --shared-base 3: the three LoRA runs train together (head alone), every record is the one the
+    study gives without the option, the saved adapters load back with the same logits, and re-running repeats
+    nothing."""
+    base = dict(model=str(no_dropout_bert_dir), data=str(tiny_task_csv), methods=["lora", "head"], epochs=2,
+                batch_size=16, robustness=False, diagnose=False, seeds=3)
+    alone = compare(CompareConfig(**base, out=str(tmp_path / "alone")))
+    shared = compare(CompareConfig(**base, out=str(tmp_path / "shared"), shared_base=3))
+    assert [run["run_key"] for run in shared["runs"]] == [run["run_key"] for run in alone["runs"]]
+    for run, run_alone in zip(shared["runs"], alone["runs"]):
+        assert run["status"] == run_alone["status"] == "ok"
+        assert run["timing"].get("shared_base") == (3 if run["method"] == "lora" else None)
+        assert run["config"] == run_alone["config"] and run["test_correct"] == run_alone["test_correct"]
+        assert run["metrics"] == pytest.approx(run_alone["metrics"], rel=1e-4, abs=1e-5)
+        assert run["curve"]["train_loss"] == pytest.approx(run_alone["curve"]["train_loss"], rel=1e-4, abs=1e-5)
+        assert ([row["accuracy"] for row in run["curve"]["validation"]]
+                == [row["accuracy"] for row in run_alone["curve"]["validation"]])
+        model, tokenizer, _ = load_run(tmp_path / "shared" / run["artifact"])
+        model_alone, _, _ = load_run(tmp_path / "alone" / run_alone["artifact"])
+        batch = next(iter(eval_loader(data_of(tokenizer, tiny_task_csv), tokenizer, 12)[0]))
+        assert torch.allclose(logits(model, batch), logits(model_alone, batch), rtol=1e-4, atol=1e-5)
+    assert shared["verdict"] == alone["verdict"]
+    again = compare(CompareConfig(**base, out=str(tmp_path / "shared"), shared_base=3))
+    assert again["runs"] == shared["runs"]
+    assert {row["attempts"] for row in StudyStore(tmp_path / "shared" / STORE_FILE).runs()} == {1}
+
+
+def data_of(tokenizer, csv):
+    return encode_task(load_task(str(csv), seed=0), tokenizer, max_length=64)["test"]
+
+
+@pytest.mark.parametrize("overrides", [{"shared_base": 0}, {"shared_base": 2, "workers": 2},
+                                       {"shared_base": 2, "backend": "ray"}])
+def test_shared_base_options_are_checked(overrides):
+    with pytest.raises(ConfigError, match="--shared-base"):
+        CompareConfig(**overrides).check_execution()
