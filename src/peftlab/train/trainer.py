@@ -124,7 +124,11 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
     parameters are disjoint, so each gets its own gradient)."""
     stack = model if isinstance(model, RunStack) else RunStack([model])
     configs = config if isinstance(config, list) else [config]
-    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint] * len(configs)
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint] * (len(configs) if checkpoint is None
+                                                                                   else 1)
+    if not len(configs) == len(checkpoints) == len(stack):
+        raise ValueError(f"{len(stack)} runs need as many configs and checkpoints, got {len(configs)} and "
+                         f"{len(checkpoints)}")
     first = configs[0]
     if not first.trains:
         return evaluate_as_is(model, encoded, tokenizer, first, accelerator, num_labels, on_evaluation)
