@@ -1,6 +1,8 @@
 """Where a study's runs execute: in this process, in local worker processes, or as Ray tasks.
 
-Every backend executes a run with the same function (`execute_run`) on the same context (task, tokenizer,
+With --shared-base K the local backend trains up to K runs of the same LoRA-family method (seeds, sizes apart)
+together on one frozen base (`execute_stacked`; each run still gets its own record), and runs them one after
+another as below when they do not stack. Every backend executes a run with the same function (`execute_run`) on the same context (task, tokenizer,
 encodings, robustness suite built the same way from the CompareConfig, :func:`peftlab.study.inputs.run_context`),
 so a run's metrics do not depend on where it ran. Worker processes come from `concurrent.futures` and remote runs
 are Ray tasks declaring their CPU/GPU needs: no scheduler is written here. The driver
@@ -20,8 +22,9 @@ from accelerate import Accelerator
 from peftlab.errors import ConfigError
 from peftlab.quiet import quiet_libraries
 from peftlab.study.inputs import RunContext, run_context, run_inputs
-from peftlab.study.run import run_method
-from peftlab.study.runs import RunSpec
+from peftlab.methods import get_method
+from peftlab.study.run import run_method, run_stacked
+from peftlab.study.runs import RunSpec, shared_base_groups
 
 
 def execute_run(context: RunContext, spec: RunSpec) -> dict[str, Any]:
@@ -42,10 +45,28 @@ def backend_runs(context: RunContext, specs: list[RunSpec], started: Callable[[R
     return _local_runs(context, specs, started)
 
 
+def execute_stacked(context: RunContext, specs: list[RunSpec]) -> list[dict[str, Any]] | None:
+    """The runs trained together on one base (--shared-base); None when they do not stack (run them alone)."""
+    return run_stacked(context.study, specs, run_inputs(context, specs[0].train_size), context.accelerator,
+                       context.out, on_step=context.progress.step if context.progress.shows_steps else None)
+
+
+def may_stack(spec: RunSpec) -> bool:
+    """Whether a run is a candidate for shared-base training: a LoRA-family method. Whether its runs really stack
+    (no DoRA, no lora_dropout, a classifier) is decided on the built models (peftlab.train.stacked)."""
+    return get_method(spec.method).estimate_plan == "lora"
+
+
 def _local_runs(context: RunContext, specs: list[RunSpec], started) -> Iterator[tuple[RunSpec, dict]]:
-    for spec in specs:
-        started(spec)
-        yield spec, execute_run(context, spec)
+    for group in shared_base_groups(specs, context.config.shared_base, may_stack):
+        for spec in group:
+            started(spec)
+        records = execute_stacked(context, group) if len(group) > 1 else None
+        if records is not None:
+            yield from zip(group, records)
+            continue
+        for spec in group:
+            yield spec, execute_run(context, spec)
 
 
 _WORKER_CONTEXT: dict[str, RunContext] = {}

@@ -96,6 +96,9 @@ class ExecutionOptions:
     tune_points: int = option(3, "Learning rates tried per method by --tune lr (log grid around the default).")
     backend: str = option("local", "Where runs execute: local (in-process or --workers processes) or ray.")
     workers: int = option(1, "Local worker processes running runs in parallel.")
+    shared_base: int = option(1, "Train up to this many runs of the same LoRA method (e.g. its --seeds) together "
+                              "on one frozen base, their batches stacked (docs/PERFORMANCE.md); runs that do not "
+                              "stack (DoRA, lora_dropout, not a classifier) train alone. Local backend, one worker.")
     ray_address: str | None = option(None, "Address of an existing Ray cluster (default: start a local one).")
     retry_failed: bool = option(False, "On resume, run again the runs stored as failed.", flag="--retry-failed")
     restart: bool = option(False, "Start the study in --out again: its store and results.json are moved aside "
@@ -170,6 +173,11 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.workers > 1 and self.backend != "local":
             raise ConfigError("--workers is for --backend local; Ray places runs on the cluster's CPUs/GPUs itself")
+        if self.shared_base < 1:
+            raise ConfigError(f"--shared-base must be at least 1, got {self.shared_base}")
+        if self.shared_base > 1 and (self.backend != "local" or self.workers > 1):
+            raise ConfigError("--shared-base trains runs together in one process: use it with --backend local and "
+                              "--workers 1")
         if self.ray_address and self.backend != "ray":
             raise ConfigError("--ray-address needs --backend ray")
         if self.seeds < 1:

@@ -36,9 +36,10 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     """Plan, resume and execute the study; returns the results (also written to OUT/results.json)."""
     config, accelerator, out = context.config, context.accelerator, context.out
     main = accelerator.is_main_process
-    if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1):
-        raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers "
-                          "and --backend ray there")
+    if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1
+                                          or config.shared_base > 1):
+        raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers, "
+                          "--shared-base and --backend ray there")
     if main and config.restart:
         set_aside(out)
     store = StudyStore(out / STORE_FILE) if main else None

@@ -10,6 +10,7 @@ Only building, training, testing and saving can fail a run; a probe's failure st
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -29,8 +30,10 @@ from peftlab.models import head_module_names
 from peftlab.study.inputs import Study
 from peftlab.study.probes import TrainedRun, run_probes
 from peftlab.study.runs import RunSpec
-from peftlab.train import TrainConfig, train
+from peftlab.train import RunStack, TrainConfig, train
 from peftlab.train.checkpoint import checkpoint_epoch
+
+log = logging.getLogger(__name__)
 
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                    "merges.txt", "vocab.json", "chat_template.jinja", "added_tokens.json", "tokenizer.model"}
@@ -41,21 +44,25 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     """Train, evaluate, save and probe one run of a method; a failure becomes a `failed` record with its reason.
     ``on_step`` is the training loop's step callback (:func:`peftlab.train.train`)."""
     run = run or RunSpec(name, study.config.seed)
-    record: dict[str, Any] = {"method": name, "seed": run.seed, "run_key": run.key, "config": {}, "status": "ok",
-                              "metrics": {}, "cost": {}, "curve": {}}
-    if run.train_size is not None:  # --train-sizes: the examples of the training split this run trained on
-        record["train_size"] = run.train_size
+    record = new_record(run)
     start, phases = time.perf_counter(), Phases()
     resumed = checkpoint_epoch(run.checkpoint(out))
     try:
-        _train_and_measure(study, name, encoded, accelerator, out, record, run, phases, on_step)
+        with PeakMemory(accelerator.device) as peak:
+            with phases("build"):
+                model, record["config"], train_config = build_run(study, name, run, accelerator,
+                                                                  len(encoded["train"]))
+                counts = parameter_counts(model)
+            with phases("train"):  # includes the validation pass after every epoch
+                outcome = train(model, encoded, study.tokenizer, train_config, accelerator, study.task.num_labels,
+                                run.checkpoint(out), on_step=on_step, memory=peak)
+        _measure_trained(study, accelerator.unwrap_model(model), train_config, outcome, counts, peak.peak_bytes,
+                         encoded, accelerator, out, record, run, phases)
     except MethodNotApplicable as error:  # decided before training: the method does not fit this model
         record["status"] = "refused"
         record["reason"] = str(error)
     except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
-        record["status"] = "failed"
-        record["reason"] = short_reason(error, limit=10_000)
-        write_log(out, run.artifact_name, traceback.format_exc())
+        _record_failure(record, error, out, run)
     finally:
         accelerator.free_memory()
         release_free_memory()
@@ -99,18 +106,78 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
     return model, {**settings, **rates}, train_config
 
 
-def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerator, out: Path, record: dict,
-                       run: RunSpec, phases: Phases, on_step: Callable | None = None) -> None:
-    task = study.task
-    with PeakMemory(accelerator.device) as peak:
-        with phases("build"):
-            model, record["config"], train_config = build_run(study, name, run, accelerator,
-                                                              len(encoded["train"]))
-            trainable_params, total_params = parameter_counts(model)
-        with phases("train"):  # includes the validation pass after every epoch
-            outcome = train(model, encoded, study.tokenizer, train_config, accelerator, task.num_labels,
-                            run.checkpoint(out), on_step=on_step, memory=peak)
-    model = accelerator.unwrap_model(model)
+def new_record(run: RunSpec) -> dict[str, Any]:
+    record: dict[str, Any] = {"method": run.method, "seed": run.seed, "run_key": run.key, "config": {},
+                              "status": "ok", "metrics": {}, "cost": {}, "curve": {}}
+    if run.train_size is not None:  # --train-sizes: the examples of the training split this run trained on
+        record["train_size"] = run.train_size
+    return record
+
+
+def _record_failure(record: dict, error: Exception, out: Path, run: RunSpec) -> None:
+    record["status"] = "failed"
+    record["reason"] = short_reason(error, limit=10_000)
+    write_log(out, run.artifact_name, traceback.format_exc())
+
+
+def run_stacked(study: Study, runs: list[RunSpec], encoded, accelerator: Accelerator, out: Path,
+                on_step: Callable[[int, int, int, int], None] | None = None) -> list[dict[str, Any]] | None:
+    """Train ``runs`` together on one frozen base (--shared-base; :mod:`peftlab.train.stacked`), each built as
+    :func:`run_method` builds it, then test, save and probe each as it does; their records. None when they do not
+    stack, a run is refused, or the stacked training fails: the caller then runs them one after another with
+    :func:`run_method` (a run's epoch checkpoints are the same either way, so it continues from them).
+
+    Each record is the run's own; its ``train`` phase and ``cost.train_seconds`` are the stacked training's wall
+    time divided by the runs, and ``timing.shared_base`` says how many runs trained together."""
+    start = time.perf_counter()
+    records, phases = [new_record(run) for run in runs], [Phases() for _ in runs]
+    resumed = [checkpoint_epoch(run.checkpoint(out)) for run in runs]
+    built = []
+    try:
+        with PeakMemory(accelerator.device) as peak:
+            for run, record, run_phases in zip(runs, records, phases):
+                with run_phases("build"):
+                    model, record["config"], train_config = build_run(study, run.method, run, accelerator,
+                                                                      len(encoded["train"]))
+                    built.append((model, train_config, parameter_counts(model)))
+            stack = RunStack([model for model, _, _ in built], study.tokenizer.pad_token_id,
+                             study.tokenizer.padding_side)
+            train_start = time.perf_counter()
+            outcomes = train(stack, encoded, study.tokenizer, [config for _, config, _ in built], accelerator,
+                             study.task.num_labels, [run.checkpoint(out) for run in runs], on_step=on_step,
+                             memory=peak)
+            train_seconds = (time.perf_counter() - train_start) / len(runs)
+    except Exception as error:  # noqa: BLE001 - NotStackable, a refusal, a diverged run: one after another instead
+        log.info("shared-base training of %s: %s; the runs train one after another", ", ".join(r.key for r in runs),
+                 short_reason(error))
+        return None
+    finally:
+        accelerator.free_memory()
+        release_free_memory()
+    shared = time.perf_counter() - start
+    for run, record, run_phases, (model, train_config, counts), outcome, epoch in zip(runs, records, phases, built,
+                                                                                      outcomes, resumed):
+        run_start = time.perf_counter()
+        run_phases.seconds["train"] = train_seconds
+        outcome.train_seconds /= len(runs)
+        try:
+            _measure_trained(study, model, train_config, outcome, counts, peak.peak_bytes, encoded, accelerator,
+                             out, record, run, run_phases)
+        except Exception as error:  # noqa: BLE001 - one run's failure must not stop the study
+            _record_failure(record, error, out, run)
+        finally:
+            release_free_memory()
+        record["timing"] = {"wall_seconds": shared / len(runs) + time.perf_counter() - run_start,
+                            "resumed_from_epoch": epoch, "phases": run_phases.seconds, "shared_base": len(runs)}
+    return records
+
+
+def _measure_trained(study: Study, model, train_config: TrainConfig, outcome, counts: tuple[int, int],
+                     peak_bytes: int, encoded, accelerator: Accelerator, out: Path, record: dict, run: RunSpec,
+                     phases: Phases) -> None:
+    """Test, save and probe a trained run; fill its record."""
+    task, name = study.task, run.method
+    trainable_params, total_params = counts
     with phases("test"):
         test = train_config.evaluate(model, encoded["test"], study.tokenizer, train_config.eval_batch_size,
                                      accelerator.device, task.num_labels, "test")
@@ -122,7 +189,7 @@ def _train_and_measure(study: Study, name: str, encoded, accelerator: Accelerato
     record["cost"] = {
         "trainable_params": trainable_params, "total_params": total_params,
         "optimizer_state_bytes": outcome.optimizer_state_bytes,
-        "peak_memory_bytes": max(peak.peak_bytes, outcome.peak_memory_bytes),  # with the checkpointed training's
+        "peak_memory_bytes": max(peak_bytes, outcome.peak_memory_bytes),  # with the checkpointed training's
         "train_seconds": outcome.train_seconds, "train_tokens": outcome.train_tokens,
         "train_tokens_per_second": outcome.tokens_per_second, "train_steps": outcome.steps,
         "budget_steps": outcome.total_steps,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from peftlab.files import CHECKPOINTS_DIR
 
@@ -73,3 +74,21 @@ def plan_runs(methods: list[str], first_seed: int, seeds: int, learning_rates: d
     return [RunSpec(method, seed, learning_rates.get(method), "run", seed == first_seed, size, size == largest)
             for size in sorted(train_sizes, reverse=True) for seed in study_seeds(first_seed, seeds)
             for method in methods]
+
+
+def shared_base_groups(specs: list[RunSpec], size: int, candidate: Callable[[RunSpec], bool]) -> list[list[RunSpec]]:
+    """--shared-base: the runs in groups to train together, up to ``size`` runs of the same method, training-set
+    size and phase among those ``candidate`` admits, each group where its first run is in ``specs``; every other
+    run is a group of one. With ``size`` 1, every run alone, in order."""
+    groups: list[list[RunSpec]] = []
+    filling: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        if size > 1 and candidate(spec):
+            key = (spec.method, spec.train_size, spec.phase)
+            if key not in filling or len(filling[key]) >= size:
+                filling[key] = []
+                groups.append(filling[key])
+            filling[key].append(spec)
+        else:
+            groups.append([spec])
+    return groups

@@ -30,6 +30,7 @@ from transformers import get_linear_schedule_with_warmup
 from peftlab.evaluate import evaluate_split
 from peftlab.measure import PeakMemory, optimizer_state_bytes
 from peftlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from peftlab.train.stacked import NotStackable, RunStack
 from peftlab.tasks.encode import counted_tokens, train_loader
 
 log = logging.getLogger(__name__)
@@ -114,93 +115,162 @@ def evaluations_since_best(outcome: TrainOutcome) -> int:
     return len(outcome.validation) - outcome.best_evaluation
 
 
-def train(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
-          checkpoint: Path | None = None, on_evaluation: Callable[[int, dict], None] | None = None,
-          on_step: Callable[[int, int, int, int], None] | None = None, memory: PeakMemory | None = None) -> TrainOutcome:
+def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], accelerator: Accelerator,
+          num_labels: int, checkpoint: Path | None | list[Path | None] = None,
+          on_evaluation: Callable[[int, dict], None] | None = None,
+          on_step: Callable[[int, int, int, int], None] | None = None,
+          memory: PeakMemory | None = None) -> TrainOutcome | list[TrainOutcome]:
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
     ``on_evaluation(evaluation, row)`` is called after every evaluation (numbered from 1; ``row``: its entry of
     ``validation``, the scores with epoch, step and progress; tuning reports and prunes through it),
     ``on_step(steps, total_steps, epoch, epochs)`` after every step (the study's progress display). ``memory``, the caller's peak memory measurement, is saved with every checkpoint, so that a
-    run continued from one (a learning-rate trial's, say) still reports the peak of the training it continues."""
-    if not config.trains:
-        return evaluate_as_is(model, encoded, tokenizer, config, accelerator, num_labels, on_evaluation)
-    torch.manual_seed(config.seed)
-    loader = train_loader(encoded["train"], tokenizer, config.batch_size, config.seed)
-    generator = loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
-    total_steps = config.max_steps or config.epochs * len(loader)
-    epochs = math.ceil(total_steps / len(loader))
-    evaluate_after = evaluation_steps(len(loader), total_steps, config.evaluations_per_epoch)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay, config.head_modules,
-                                                   config.head_learning_rate), lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    run continued from one (a learning-rate trial's, say) still reports the peak of the training it continues.
 
-    outcome, best_score, best_state, first_epoch = TrainOutcome(total_steps=total_steps), -math.inf, None, 1
-    saved = load_checkpoint(checkpoint)
-    if saved is not None and resume(saved, model, optimizer, scheduler, generator, checkpoint):
-        outcome, best_score, best_state = TrainOutcome(**saved["outcome"]), saved["best_score"], saved["best_state"]
-        first_epoch = saved["epoch"] + 1 if not outcome.stopped else epochs + 1  # stopped early: nothing left
-    progress = tqdm(total=total_steps, initial=outcome.steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process and on_step is None else True)
+    ``model`` may be a :class:`~peftlab.train.stacked.RunStack` of K runs trained together on one base (shared-base
+    training); then ``config`` and ``checkpoint`` are lists, one per run (the same budget, each its own seed, i.e.
+    data order, and learning rate), and the result is a list of K records. Each run has its own optimizer, schedule,
+    clipping, validation, best state and early stopping; the runs' losses are summed for one backward (their
+    parameters are disjoint, so each gets its own gradient)."""
+    stack = model if isinstance(model, RunStack) else RunStack([model])
+    configs = config if isinstance(config, list) else [config]
+    checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint] * (len(configs) if checkpoint is None
+                                                                                   else 1)
+    if not len(configs) == len(checkpoints) == len(stack):
+        raise ValueError(f"{len(stack)} runs need as many configs and checkpoints, got {len(configs)} and "
+                         f"{len(checkpoints)}")
+    first = configs[0]
+    if not first.trains:
+        return evaluate_as_is(model, encoded, tokenizer, first, accelerator, num_labels, on_evaluation)
+    torch.manual_seed(first.seed)
+    runs = [_Run(run_model, run_config, run_checkpoint, encoded["train"], tokenizer)
+            for run_model, run_config, run_checkpoint in zip(stack.models, configs, checkpoints)]
+    steps_per_epoch = len(runs[0].loader)
+    total_steps = first.max_steps or first.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    evaluate_after = evaluation_steps(steps_per_epoch, total_steps, first.evaluations_per_epoch)
+    for run in runs:
+        run.optimizer = torch.optim.AdamW(parameter_groups(run.model, run.config.weight_decay, run.config.head_modules,
+                                                           run.config.head_learning_rate), lr=run.config.learning_rate)
+        run.scheduler = get_linear_schedule_with_warmup(run.optimizer, int(run.config.warmup_ratio * total_steps),
+                                                        total_steps)
+        run.outcome = TrainOutcome(total_steps=total_steps)
+    prepared = accelerator.prepare(runs[0].model, *(getattr(run, part) for part in ("optimizer", "loader", "scheduler")
+                                                     for run in runs))
+    runs[0].model = prepared[0]
+    for index, run in enumerate(runs):
+        run.optimizer, run.loader, run.scheduler = prepared[1 + index::len(runs)]
+        run.trainable = [p for p in run.model.parameters() if p.requires_grad]
+        run.resume(total_steps, epochs)
+    first_epoch = runs[0].first_epoch
+    if any(run.first_epoch != first_epoch for run in runs):
+        raise NotStackable("the runs' checkpoints are at different epochs; train them one after another")
+    steps = runs[0].outcome.steps
+    progress = tqdm(total=total_steps, initial=steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process and on_step is None else True)
     for epoch in range(first_epoch, epochs + 1):
-        model.train()
+        active = [run for run in runs if not run.outcome.stopped]
+        for run in runs:
+            run.model.train()
         start = time.perf_counter()
-        for batch in loader:
-            loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at step {outcome.steps + 1}")
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            if config.after_step is not None:  # before the gradients go: AdaLoRA reads them
-                config.after_step(accelerator.unwrap_model(model), outcome.steps + 1)
-            optimizer.zero_grad(set_to_none=True)
-            outcome.train_loss.append(loss.item())
-            outcome.train_tokens += counted_tokens(batch)
-            outcome.steps += 1
+        for batches in zip(*(run.loader for run in runs)):
+            losses = stack.losses(runs[0].model, batches)
+            for run, loss in zip(runs, losses):
+                if not run.outcome.stopped and not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at step {run.outcome.steps + 1}")
+            accelerator.backward(sum(loss for run, loss in zip(runs, losses) if not run.outcome.stopped))
+            for run, loss, batch in zip(runs, losses, batches):
+                if not run.outcome.stopped:
+                    run.step(accelerator, loss, batch)
+                else:
+                    run.optimizer.zero_grad(set_to_none=True)
+            steps += 1
             progress.update(1)
             if on_step is not None:
-                on_step(outcome.steps, total_steps, epoch, epochs)
-            if outcome.steps in evaluate_after:
-                outcome.train_seconds += _synchronized_seconds(accelerator, start)
-                scores = (config.evaluate or evaluate_split)(model, encoded["validation"], tokenizer,
-                                                             config.eval_batch_size, accelerator.device, num_labels,
-                                                             "validate")
-                scores = {key: value for key, value in scores.items() if isinstance(value, (int, float))}  # no hits
-                outcome.validation.append({"epoch": epoch, "step": outcome.steps,
-                                           "progress": round(outcome.steps / len(loader), 4), **scores})
-                if scores[config.selection_metric] > best_score:
-                    best_score, best_state = scores[config.selection_metric], trainable_state(model)
-                    outcome.best_epoch, outcome.best_evaluation = epoch, len(outcome.validation)
-                if (config.patience and outcome.steps < total_steps and outcome.best_evaluation > 1
-                        and evaluations_since_best(outcome) >= config.patience):
-                    outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
-                                       "evaluation": len(outcome.validation), "patience": config.patience,
-                                       "best_evaluation": outcome.best_evaluation}
-                if outcome.steps == min(epoch * len(loader), total_steps) or outcome.stopped:  # epoch's end, or stop
-                    if memory is not None:
-                        outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory.so_far())
-                    if checkpoint is not None and accelerator.is_main_process:  # a stopped run resumes as finished
-                        save_checkpoint(checkpoint, epoch, trainable_state(model), optimizer, scheduler, generator,
-                                        outcome, best_score, best_state)
-                    accelerator.wait_for_everyone()
-                if on_evaluation is not None:  # after the checkpoint: a trial pruned here has its epoch saved
-                    on_evaluation(len(outcome.validation), outcome.validation[-1])
-                model.train()
+                on_step(steps, total_steps, epoch, epochs)
+            if steps in evaluate_after:
+                seconds = _synchronized_seconds(accelerator, start)
+                for run in active:
+                    run.outcome.train_seconds += seconds
+                    run.evaluate(encoded["validation"], tokenizer, accelerator, num_labels, epoch, steps_per_epoch,
+                                 total_steps, memory, on_evaluation)
+                active = [run for run in runs if not run.outcome.stopped]
+                for run in runs:
+                    run.model.train()
                 start = time.perf_counter()
-            if outcome.steps >= total_steps or outcome.stopped:
+            if steps >= total_steps or not active:
                 break
-        outcome.train_seconds += _synchronized_seconds(accelerator, start)
-        if outcome.stopped:
+        seconds = _synchronized_seconds(accelerator, start)
+        for run in active:
+            run.outcome.train_seconds += seconds
+        if not active:
             break
     progress.close()
 
-    outcome.optimizer_state_bytes = optimizer_state_bytes(optimizer)
-    restore_trainable_state(model, best_state)
-    return outcome
+    for run in runs:
+        run.outcome.optimizer_state_bytes = optimizer_state_bytes(run.optimizer)
+        restore_trainable_state(run.model, run.best_state)
+    return [run.outcome for run in runs] if isinstance(model, RunStack) else runs[0].outcome
+
+
+class _Run:
+    """One run's state in the loop: its model, config, data order, optimizer, schedule, record and best state."""
+
+    def __init__(self, model, config: TrainConfig, checkpoint: Path | None, dataset, tokenizer):
+        self.model, self.config, self.checkpoint = model, config, checkpoint
+        self.loader = train_loader(dataset, tokenizer, config.batch_size, config.seed)
+        self.generator = self.loader.sampler.generator  # the data order of every epoch; saved with the checkpoint
+        self.optimizer = self.scheduler = self.outcome = None
+        self.trainable: list[torch.nn.Parameter] = []
+        self.best_score, self.best_state, self.first_epoch = -math.inf, None, 1
+
+    def resume(self, total_steps: int, epochs: int) -> None:
+        saved = load_checkpoint(self.checkpoint)
+        if saved is not None and resume(saved, self.model, self.optimizer, self.scheduler, self.generator,
+                                        self.checkpoint):
+            self.outcome = TrainOutcome(**saved["outcome"])
+            self.best_score, self.best_state = saved["best_score"], saved["best_state"]
+            self.first_epoch = saved["epoch"] + 1 if not self.outcome.stopped else epochs + 1  # stopped: nothing left
+
+    def step(self, accelerator: Accelerator, loss: torch.Tensor, batch: dict) -> None:
+        accelerator.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.config.after_step is not None:  # before the gradients go: AdaLoRA reads them
+            self.config.after_step(accelerator.unwrap_model(self.model), self.outcome.steps + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.outcome.train_loss.append(loss.item())
+        self.outcome.train_tokens += counted_tokens(batch)
+        self.outcome.steps += 1
+
+    def evaluate(self, validation, tokenizer, accelerator: Accelerator, num_labels: int, epoch: int,
+                 steps_per_epoch: int, total_steps: int, memory: PeakMemory | None,
+                 on_evaluation: Callable[[int, dict], None] | None) -> None:
+        """Validate; keep the best state; decide early stopping; at the epoch's end (or a stop) save the
+        checkpoint."""
+        config, outcome = self.config, self.outcome
+        scores = (config.evaluate or evaluate_split)(self.model, validation, tokenizer, config.eval_batch_size,
+                                                     accelerator.device, num_labels, "validate")
+        scores = {key: value for key, value in scores.items() if isinstance(value, (int, float))}  # no hits
+        outcome.validation.append({"epoch": epoch, "step": outcome.steps,
+                                   "progress": round(outcome.steps / steps_per_epoch, 4), **scores})
+        if scores[config.selection_metric] > self.best_score:
+            self.best_score, self.best_state = scores[config.selection_metric], trainable_state(self.model)
+            outcome.best_epoch, outcome.best_evaluation = epoch, len(outcome.validation)
+        if (config.patience and outcome.steps < total_steps and outcome.best_evaluation > 1
+                and evaluations_since_best(outcome) >= config.patience):
+            outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
+                               "evaluation": len(outcome.validation), "patience": config.patience,
+                               "best_evaluation": outcome.best_evaluation}
+        if outcome.steps == min(epoch * steps_per_epoch, total_steps) or outcome.stopped:  # epoch's end, or stop
+            if memory is not None:
+                outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory.so_far())
+            if self.checkpoint is not None and accelerator.is_main_process:  # a stopped run resumes as finished
+                save_checkpoint(self.checkpoint, epoch, trainable_state(self.model), self.optimizer, self.scheduler,
+                                self.generator, outcome, self.best_score, self.best_state)
+            accelerator.wait_for_everyone()
+        if on_evaluation is not None:  # after the checkpoint: a trial pruned here has its epoch saved
+            on_evaluation(len(outcome.validation), outcome.validation[-1])
 
 
 def evaluate_as_is(model, encoded, tokenizer, config: TrainConfig, accelerator: Accelerator, num_labels: int,
