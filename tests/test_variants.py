@@ -3,6 +3,7 @@ folders and export, and the rank chart."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from peftlab import CompareConfig, compare
-from peftlab.errors import MethodError
+from peftlab.errors import ConfigError, MethodError
 from peftlab.export import ExportConfig, export
 from peftlab.methods import get_method, parse_methods, read_method_config, split_variant, sweep_variants
 from peftlab.options import split_list
@@ -71,6 +72,21 @@ def test_a_study_of_variants_is_stored_resumed_exported_and_charted(tmp_path, ti
     assert [run["method"] for run in again["runs"]] == list(runs)
     assert {row["run_key"]: row["finished_at"] for row in StudyStore(tmp_path / "out" / "study.sqlite").runs()} \
         == finished
+
+    # a variant added later (here a learning-rate variant, and lora[r=4] dropped) extends the same study: only it trains
+    grown = compare(dataclasses.replace(config, methods=["full", "lora[r=2]", "lora[r=2,learning_rate=0.01]"],
+                                        sweep="lora.r=1"))
+    assert [run["method"] for run in grown["runs"]] == ["full", "lora[r=2]", "lora[r=2,learning_rate=0.01]",
+                                                        "lora[r=1]"]
+    rows = {row["run_key"]: row["finished_at"] for row in StudyStore(tmp_path / "out" / "study.sqlite").runs()}
+    assert {key: rows[key] for key in finished} == finished and len(rows) == 5
+    # a plain method's settings are part of the study: changing them is refused, as before
+    (tmp_path / "lora.yaml").write_text("lora: {lora_alpha: 8}\n")
+    with pytest.raises(ConfigError, match="differs in method_overrides"):
+        compare(dataclasses.replace(config, methods=["full", "lora"], sweep=None,
+                                    method_config=str(tmp_path / "lora.yaml")))
+    compare(config)  # the original command still resumes, adding nothing
+    assert len(StudyStore(tmp_path / "out" / "study.sqlite").runs()) == 5
 
     exported = export(ExportConfig(run_dir=str(tmp_path / "out"), method="lora[r=1]", adapter=str(tmp_path / "ad")))
     assert json.loads((tmp_path / "ad" / "adapter_config.json").read_text())["r"] == 1, exported

@@ -26,6 +26,9 @@ from typing import Any
 
 from peftlab.errors import ConfigError
 from peftlab.files import CHECKPOINTS_DIR, RESULTS_FILE, RUNS_DIR, STORE_FILE, error_line, jsonable
+from peftlab.methods import split_variant
+
+OVERRIDES = "method_overrides"  # the identity's per-method settings (study.inputs.study_identity)
 
 FINISHED = ("ok", "failed", "pruned", "refused")
 
@@ -123,11 +126,16 @@ class StudyStore:
         if stored is None:
             self.put("identity", identity)
             return
-        changed = sorted(key for key in set(stored) | set(identity) if stored.get(key) != jsonable(identity.get(key)))
+        identity = jsonable(identity)
+        changed = sorted(key for key in set(stored) | set(identity) if not _same_part(key, stored.get(key),
+                                                                                     identity.get(key)))
         if changed:
             raise ConfigError(f"{self.path.parent} holds a different study (it differs in {', '.join(changed)}); "
                               "re-run with the same options to resume it, pass another --out, or add --restart to "
                               f"move its store aside ({self.path.name}.<time>.bak, artifacts kept) and start again")
+        if stored != identity:  # variants added: they are part of the study from now on
+            overrides = {**(stored.get(OVERRIDES) or {}), **(identity.get(OVERRIDES) or {})}
+            self.put("identity", {**identity, OVERRIDES: overrides})
 
     def _json(self, text: str | None) -> Any:
         try:
@@ -199,3 +207,16 @@ def _short(error: BaseException | str, limit: int = 80) -> str:
     """SQLite's message in one short printable line (a decoding error quotes the damaged bytes)."""
     text = "".join(c if c.isascii() and c.isprintable() else "?" for c in error_line(error, limit=None))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _same_part(key: str, stored: Any, new: Any) -> bool:
+    """Whether one part of the study's identity is unchanged. The per-method overrides may gain or lose the entries of
+    variants (``lora[r=4]``), whose settings are in their names: adding a variant to --methods (or --sweep) adds
+    runs to the same study. An entry in both must be equal, and a plain method's entry may not appear or go: its
+    stored runs were made without it, or with it."""
+    if key != OVERRIDES or not isinstance(stored, dict) or not isinstance(new, dict):
+        return stored == new
+    names = {name for name in set(stored) | set(new)
+             if not split_variant(name)[1] or (name in stored and name in new)}
+    return all(stored.get(name) == new.get(name) for name in names)
+
