@@ -23,6 +23,12 @@ from peftlab.models import load_classifier, load_tokenizer, resolve_model  # noq
 # is busy (with 2 threads on 2 shared cores, small ops were measured ~20x slower than with 1).
 torch.set_num_threads(1)
 
+# A study at fixed rates and budget (no rate race, one validation pass per epoch, no early stopping), as peftlab ran
+# before rates were raced by default: what tests that are not about tuning or early stopping run, so that they check
+# their own subject at a third of the training.
+FIXED_RATES = {"no_tune": True, "evaluations_per_epoch": 1, "patience": None}
+FIXED_RATES_CLI = ["--no-tune", "--evaluations-per-epoch", "1", "--patience", "0"]
+
 MINILM_VOCAB_SIZE = 30522
 TINY_LABELS = ["neg", "pos"]  # load_task sorts string labels: neg -> 0, pos -> 1
 

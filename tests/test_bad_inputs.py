@@ -25,7 +25,7 @@ from peftlab.files import LOCK_FILE, check_writable_folder
 from peftlab.study import CompareConfig, prepare_study
 from peftlab.tasks import load_task
 
-from conftest import tiny_bert_config, tiny_texts
+from conftest import FIXED_RATES, tiny_bert_config, tiny_texts
 from report_data import results_json
 
 
@@ -160,7 +160,7 @@ def models(tmp_path_factory, tiny_bert_dir) -> dict[str, Path]:
 def saved_study(tmp_path_factory, tiny_bert_dir, corpus) -> Path:
     """A study folder whose header `peftlab robustness` rebuilds (no runs: the robust set is refused first)."""
     folder = tmp_path_factory.mktemp("study")
-    config = CompareConfig(model=str(tiny_bert_dir), data=str(corpus["good"]), methods=["head"], out=str(folder))
+    config = CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(corpus["good"]), methods=["head"], out=str(folder))
     header = {"config": config.describe(), "task": {"type": "classification", "columns": {}}, "dataset_sha256": "-"}
     (folder / "results.json").write_text(json.dumps({"study": header, "runs": []}))
     return folder
@@ -232,7 +232,7 @@ def test_good_settings_still_pass(corpus, tiny_bert_dir, tmp_path):
     path.write_text("lora: {r: 4, lora_alpha: 8.5, lora_dropout: 0.1, target_modules: [query, value], "
                     "learning_rate: 1e-3}\nprompt: {num_virtual_tokens: 4, prompt_tuning_init: RANDOM}\n"
                     "adapter: {bottleneck_size: 8}\nia3:\n")
-    study = prepare_study(CompareConfig(model=str(tiny_bert_dir), data=str(corpus["good"]), out=str(tmp_path / "o"),
+    study = prepare_study(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(corpus["good"]), out=str(tmp_path / "o"),
                                         methods=["lora", "prompt", "adapter", "ia3"], method_config=str(path)))
     assert study.overrides["lora"]["r"] == 4 and study.overrides["ia3"] == {}
 
@@ -247,7 +247,7 @@ def test_a_max_length_past_the_model_positions_is_refused(corpus, tiny_bert_dir,
             else:
                 args = [*args, "--max-length", length]
             assert_refused(monkeypatch, capsys, args, out, f"--max-length {length}", "160 positions")
-    prepare_study(CompareConfig(model=str(tiny_bert_dir), data=str(corpus["good"]), max_length=160,
+    prepare_study(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(corpus["good"]), max_length=160,
                                 out=str(tmp_path / "ok")))
 
 
@@ -304,7 +304,7 @@ def test_a_tokenizer_from_elsewhere(models, corpus, tiny_bert_dir, tmp_path, mon
     assert_refused(monkeypatch, capsys, ["compare", "--model", tiny_bert_dir, "--tokenizer", no_tokenizer,
                                          "--data", corpus["good"], "--out", tmp_path / "e"], tmp_path / "e",
                    "cannot load a tokenizer from --tokenizer")
-    config = CompareConfig(model=str(no_tokenizer), tokenizer=str(tiny_bert_dir), data=str(corpus["good"]),
+    config = CompareConfig(**FIXED_RATES, model=str(no_tokenizer), tokenizer=str(tiny_bert_dir), data=str(corpus["good"]),
                            out=str(tmp_path / "ok"))
     study = prepare_study(config)
     assert len(study.tokenizer) == 30522 and study.model_ref.tokenizer.path == str(tiny_bert_dir)

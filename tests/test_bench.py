@@ -19,7 +19,7 @@ from peftlab.errors import ConfigError, DataError
 from peftlab.files import STORE_FILE
 from peftlab.study.store import StudyStore
 
-from conftest import tiny_texts
+from conftest import FIXED_RATES, tiny_texts
 
 BIGBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "bigbench"
 
@@ -31,7 +31,7 @@ def write_suite(folder: Path, tiny_bert_dir, **changes) -> Path:
     suite = {
         "name": "tiny", "model": str(tiny_bert_dir), "methods": ["full", "head"], "seeds": 1,
         "compare": {"max_steps": 4, "batch_size": 16, "max_length": 32, "perturb_examples": 12, "attack_examples": 2,
-                    "attack_query_budget": 10, "diagnose": False},
+                    "attack_query_budget": 10, "diagnose": False, **FIXED_RATES},
         "tasks": [
             {"name": "easy", "family": "simple", "data": "easy.csv"},
             {"name": "other", "family": "renamed columns", "data": "other.csv",

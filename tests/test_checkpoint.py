@@ -31,6 +31,7 @@ from peftlab.train import TrainConfig, TrainOutcome, train
 from peftlab.train.checkpoint import (STATE_FILE, TENSORS_FILE, checkpoint_epoch, load_checkpoint,
                                       restore_rng_states, save_checkpoint)
 from peftlab.train.trainer import parameter_groups, restore_trainable_state, trainable_state
+from conftest import FIXED_RATES
 
 PACKAGE = Path(peftlab.__file__).parent
 
@@ -311,7 +312,7 @@ def test_a_checkpoint_that_cannot_be_used_is_ignored_and_the_run_starts_over(
 
 def test_a_study_with_an_old_checkpoint_trains_the_run_from_its_start(tiny_bert_dir, tiny_task_csv, tmp_path, caplog):
     def config(out):
-        return CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head"], epochs=1,
+        return CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head"], epochs=1,
                              batch_size=16, out=str(out), robustness=False)
 
     reference = compare(config(tmp_path / "reference"))["runs"][0]

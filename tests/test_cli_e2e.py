@@ -22,7 +22,9 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-BUDGET = ["--max-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "32", "--batch-size", "16"]
+# fixed rates and budget (tests/conftest.py FIXED_RATES_CLI): the rate race by default has its own test below
+BUDGET = ["--max-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "32", "--batch-size", "16",
+          "--no-tune", "--evaluations-per-epoch", "1", "--patience", "0"]
 STEPS, TRAIN_CAP, EVAL_CAP, BATCH = 3, 64, 32, 16
 ALL_METHODS = ["full", "head", "bitfit", "lora", "adapter", "prompt", "ia3", "dora", "prefix"]
 PEFT_METHODS = ["lora", "ia3", "prompt"]  # saved by HF peft: must load with plain PeftModel.from_pretrained
@@ -173,6 +175,32 @@ def test_every_method_runs_and_reports(all_methods):
 
     check_table_rows(all_methods.stdout, ALL_METHODS)
     assert "Traceback" not in all_methods.stderr
+
+
+def test_the_default_study_races_the_rates_and_the_run_is_the_survivor(tmp_path):
+    """peftlab's defaults on the real MiniLM (no --no-tune): 3 rates per method raced at 3 validation passes per
+    epoch (64 examples, batch 16: 4 steps per epoch; 9 steps: 7 passes, rungs at passes 1 and 3); the pruner keeps
+    one rate per method at the first rung, and that trial's training is the method's run."""
+    out = tmp_path / "out"
+    result = run_cli(out, "--data", "rotten_tomatoes", "--methods", "full,lora", "--max-steps", "9",
+                     "--max-train-examples", "64", "--max-eval-examples", "32", "--batch-size", "16",
+                     "--no-robustness", "--no-diagnose", budget=False)
+    assert result.returncode == 0, result.describe()
+    results = result.results()
+    assert results["study"]["config"]["tune"] == ["lr"] and results["study"]["budget"]["patience"] == 3
+    for method in ("full", "lora"):
+        tuning = results["tuning"]["methods"][method]
+        assert tuning["rungs"] == [1, 3] and len(tuning["grid"]) == 3
+        survivor, = [t for t in tuning["trials"] if t["status"] == "ok"]
+        assert sorted((t["status"], t["evaluations"]) for t in tuning["trials"] if t is not survivor) == [
+            ("pruned", 1), ("pruned", 1)]
+        run = run_record(results, method)
+        assert run["status"] == "ok" and run["config"]["learning_rate"] == survivor["learning_rate"]
+        assert run["timing"]["resumed_from_epoch"] and len(run["curve"]["validation"]) == survivor["evaluations"]
+        assert survivor["evaluations"] == 7 or run["stopped"]["evaluation"] == survivor["evaluations"]  # or stopped
+        assert run["cost"]["train_steps"] == survivor["steps"]
+    assert results["verdict"]["learning_rates"] == "tuned"
+    assert "learning-rate race" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_table_shares_are_plain_percentages(all_methods):

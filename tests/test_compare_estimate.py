@@ -3,11 +3,12 @@
 import pytest
 
 from peftlab import CompareConfig, compare
+from conftest import FIXED_RATES
 
 
 @pytest.fixture(scope="module")
 def results(tiny_bert_dir, tiny_task_csv, tmp_path_factory):
-    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora", "prompt"],
+    config = CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora", "prompt"],
                            max_steps=2, batch_size=8, robustness=False, out=str(tmp_path_factory.mktemp("est")))
     return compare(config)
 

@@ -26,7 +26,7 @@ from peftlab.tasks.encode import counted_tokens, encode_task, train_loader
 from peftlab.train import TrainConfig, train
 
 BIGBENCH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bigbench"
-from conftest import COLOURS
+from conftest import FIXED_RATES, COLOURS
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
@@ -208,7 +208,7 @@ def test_compare_multiple_choice_and_generation_on_a_tiny_llama(tiny_llama_dir, 
     from peftlab import CompareConfig, compare
 
     common = dict(model=str(tiny_llama_dir), max_train_examples=24, max_eval_examples=6, epochs=1, batch_size=8,
-                  max_length=64, method_config=None)
+                  max_length=64, method_config=None, **FIXED_RATES)
     mc = compare(CompareConfig(data=str(colour_bigbench), task="multiple-choice", methods=["lora", "bitfit"],
                                out=str(tmp_path / "mc"), **common))
     assert mc["study"]["task"]["type"] == "multiple-choice"
@@ -240,7 +240,7 @@ def test_memory_options(tiny_llama_dir, colour_bigbench, tmp_path):
                 CompareConfig(**{flag: True}).check()
     with pytest.raises(ConfigError, match="exclude each other"):
         MemoryOptions(load_in_4bit=True, load_in_8bit=True).check()
-    results = compare(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
                                     methods=["lora"], robustness=False, max_train_examples=16, max_eval_examples=4,
                                     epochs=1, batch_size=8, max_length=64, gradient_checkpointing=True, bf16=True,
                                     out=str(tmp_path / "mem")))

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXED_RATES
 from peftlab.advise import THRESHOLDS, advisor_check, recommend
 from peftlab.diagnose.probe import linear_probe
 from peftlab.tasks.reference import reference_texts
@@ -222,7 +223,7 @@ def test_compare_runs_the_diagnosis_and_checks_the_advisor(tiny_bert_dir, tiny_t
     rates.write_text("full: {learning_rate: 0.001}\nlora: {learning_rate: 0.005}\n")
     # on 12 test examples the verdict's interval spans 30-60 points: a 50-point tolerance lets it decide, which is
     # what checking the advisor against it needs here
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
                                     max_steps=60, batch_size=16, robustness=False, out=str(out),
                                     method_config=str(rates), tolerance=50.0))
     assert "diagnosis_failed" not in results, results.get("diagnosis_failed")

@@ -42,7 +42,7 @@ TEXTS = ["the movie was great and wonderful", "awful boring plot", "it was the f
 
 
 def budget(tiny_bert_dir, tiny_task_csv, out, methods, seed=0) -> CompareConfig:
-    return CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=methods, max_steps=3,
+    return CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=methods, max_steps=3,
                          batch_size=16, seed=seed, out=str(out), robustness=False)
 
 
@@ -96,6 +96,7 @@ torch.set_num_threads(1)
 from peft import AutoPeftModelForSequenceClassification
 from transformers import AutoModelForSequenceClassification
 import peftlab
+from conftest import FIXED_RATES
 
 jobs, batch = json.loads(sys.argv[1]), {k: torch.tensor(v) for k, v in json.loads(sys.argv[2]).items()}
 loaders = {"auto_peft": AutoPeftModelForSequenceClassification.from_pretrained, "peftlab": peftlab.load_adapter,

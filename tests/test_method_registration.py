@@ -32,6 +32,7 @@ from peftlab.models.memory import MemoryOptions
 from peftlab import CompareConfig, compare
 from peftlab.study.artifacts import load_run
 from peftlab.tasks.encode import encode_task
+from conftest import FIXED_RATES
 
 NAME = "lora-qv"
 LORA_QV = PeftLibraryMethod(
@@ -63,7 +64,7 @@ def lora_qv():
 @pytest.fixture(scope="module")
 def study(lora_qv, tiny_bert_dir, tiny_task_csv, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("registered-method-study")
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=[NAME], max_steps=4,
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=[NAME], max_steps=4,
                                     batch_size=16, seed=0, out=str(out), robustness=False, diagnose=False))
     (record,) = results["runs"]
     assert record["status"] == "ok", record.get("reason")

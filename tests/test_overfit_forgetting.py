@@ -15,6 +15,7 @@ from peftlab.study import probes
 from peftlab.study.inputs import run_context
 from peftlab.study.probes import ForgettingProbe, GeneralizationProbe, TrainedRun
 from peftlab.tasks.reference import reference_texts
+from conftest import FIXED_RATES
 
 
 def test_linear_cka():
@@ -28,7 +29,7 @@ def test_linear_cka():
 
 def test_an_untrained_model_has_not_forgotten(tmp_path, tiny_llama_dir, tiny_task_csv, colour_bigbench):
     """The probes on the base model itself: CKA 1, loss change 0, gap = train − test exactly."""
-    context = run_context(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), methods=["full"],
+    context = run_context(CompareConfig(**FIXED_RATES, model=str(tiny_llama_dir), data=str(colour_bigbench), methods=["full"],
                                         task="multiple-choice",
                                         max_steps=1, batch_size=8, out=str(tmp_path / "o"), robustness=False))
     study = context.study
@@ -52,7 +53,7 @@ def test_an_untrained_model_has_not_forgotten(tmp_path, tiny_llama_dir, tiny_tas
 def test_runs_record_the_gap_and_forgetting(tmp_path, tiny_bert_dir, tiny_task_csv):
     rates = tmp_path / "rates.yaml"
     rates.write_text("full: {learning_rate: 3.0e-3}\n")  # a high rate: full fine-tuning moves in 6 steps
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv),
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv),
                                     methods=["full", "lora", "head", "prompt"], max_steps=6, batch_size=8,
                                     out=str(tmp_path / "out"), robustness=False, diagnose=False,
                                     method_config=str(rates)))
@@ -72,7 +73,7 @@ def test_a_failing_forgetting_probe_leaves_the_run_ok(tmp_path, tiny_bert_dir, t
         raise RuntimeError("no reference text")
 
     monkeypatch.setattr(probes, "reference_texts", broken)
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["lora"],
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["lora"],
                                     max_steps=2, batch_size=8, out=str(tmp_path / "out"), robustness=False,
                                     diagnose=False))
     run = results["runs"][0]

@@ -16,6 +16,7 @@ from peftlab import CompareConfig, compare
 from peftlab.export import ExportConfig, export
 from peftlab.methods.peft_tuners import PEFT_TUNER_METHODS, TUNER_REFUSALS
 from peftlab.study.store import StudyStore
+from conftest import FIXED_RATES
 
 TUNERS = [m for m in PEFT_TUNER_METHODS if not m.refused]
 REFUSED = [m for m in PEFT_TUNER_METHODS if m.refused]
@@ -91,7 +92,7 @@ def test_refused_tuner_says_why_in_one_line(method):
 
 
 def test_a_study_gives_adalora_its_total_steps_and_refuses_what_cannot_run(tiny_bert_dir, tiny_task_csv, tmp_path):
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["adalora", "xlora",
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["adalora", "xlora",
                                     "loha"], max_steps=3, batch_size=16, seed=0, out=str(tmp_path),
                                     robustness=False, diagnose=False))
     runs = {r["method"]: r for r in results["runs"]}
@@ -134,7 +135,7 @@ def test_generated_tuners_work_everywhere_methods_work(tiny_bert_dir, tiny_task_
 
 
 def test_a_generated_tuner_trains_a_decoder_on_multiple_choice(tiny_llama_dir, colour_bigbench, tmp_path):
-    results = compare(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
                                     methods=["loha", "lokr"], max_steps=4, batch_size=8, max_train_examples=24,
                                     max_eval_examples=6, robustness=False, diagnose=False, out=str(tmp_path)))
     for run in results["runs"]:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import MINILM_VOCAB_SIZE, TINY_LABELS
+from conftest import FIXED_RATES, MINILM_VOCAB_SIZE, TINY_LABELS
 from peftlab import CompareConfig, compare
 from peftlab.errors import ModelError
 from peftlab.measure import Phases
@@ -50,7 +50,7 @@ def test_runs_on_architectures_beyond_bert_and_llama_are_estimated(model_fixture
                                                                    tmp_path):
     model_dir = request.getfixturevalue(model_fixture)
     out = tmp_path / "study"
-    results = compare(CompareConfig(model=str(model_dir), data=str(tiny_task_csv), methods=["full", "lora"],
+    results = compare(CompareConfig(**FIXED_RATES, model=str(model_dir), data=str(tiny_task_csv), methods=["full", "lora"],
                                     max_steps=2, batch_size=8, robustness=False, diagnose=False, out=str(out)))
     assert [run["method"] for run in results["runs"]] == ["full", "lora"]
     for run in results["runs"]:
@@ -69,7 +69,7 @@ def test_a_model_the_estimate_cannot_model_is_skipped_and_the_run_stays_ok(tiny_
 
     monkeypatch.setattr(probes, "estimate_run", not_modelled)
     out = tmp_path / "study"
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"],
                                     max_steps=2, batch_size=8, robustness=False, diagnose=False, out=str(out)))
     for run in results["runs"]:
         assert run["status"] == "ok", run.get("reason")
@@ -91,7 +91,7 @@ def test_a_probe_that_raises_leaves_the_run_ok(tiny_bert_dir, tiny_task_csv, tmp
 
     monkeypatch.setattr(probes, "PROBES", (probes.LatencyProbe(), Broken()))
     out = tmp_path / "study"
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["lora"],
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["lora"],
                                     max_steps=2, batch_size=8, robustness=False, diagnose=False, out=str(out)))
     run = results["runs"][0]
     assert run["status"] == "ok"

@@ -13,6 +13,7 @@ from peftlab import CompareConfig, compare
 from peftlab.cli import app
 from peftlab.progress import StudyProgress
 from peftlab.report.progress import ProgressDisplay, duration, run_line
+from conftest import FIXED_RATES, FIXED_RATES_CLI
 
 
 class Recorder(StudyProgress):
@@ -39,7 +40,7 @@ class Recorder(StudyProgress):
 
 def test_compare_reports_plan_starts_steps_and_ends(tmp_path, tiny_bert_dir, tiny_task_csv):
     recorder = Recorder()
-    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"], max_steps=3,
+    config = CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"], max_steps=3,
                            batch_size=8, out=str(tmp_path / "out"), robustness=False, diagnose=False)
     compare(config, progress=recorder)
     names = [event[0] for event in recorder.events]
@@ -57,7 +58,8 @@ def test_compare_reports_plan_starts_steps_and_ends(tmp_path, tiny_bert_dir, tin
 def test_cli_prints_one_line_per_finished_run_when_not_a_terminal(tmp_path, tiny_bert_dir, tiny_task_csv):
     result = CliRunner().invoke(app, ["compare", "--model", str(tiny_bert_dir), "--data", str(tiny_task_csv),
                                       "--methods", "full,lora,prefix", "--max-steps", "2", "--batch-size", "8",
-                                      "--no-robustness", "--no-diagnose", "--out", str(tmp_path / "out")])
+                                      "--no-robustness", "--no-diagnose", *FIXED_RATES_CLI,
+                                      "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if re.match(r"^(full|lora|prefix): ", line)]
     assert len(lines) == 3, result.stdout

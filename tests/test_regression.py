@@ -34,7 +34,7 @@ from peftlab.tasks import CLASSIFICATION, REGRESSION, load_task
 from peftlab.tasks.labelled import NumericLabels
 from peftlab.tasks.regression import MIN_DISTINCT_TARGETS
 
-from conftest import BAD_WORDS, FILLER_WORDS, GOOD_WORDS
+from conftest import FIXED_RATES, BAD_WORDS, FILLER_WORDS, GOOD_WORDS
 from test_bad_inputs import assert_refused
 
 
@@ -194,7 +194,7 @@ def test_targets_are_standardised_for_training_and_scored_in_their_units(scored_
     assert set(metrics) == {"spearman", "pearson", "mse", "mae", "test_loss", "validation_spearman", "best_epoch"}
 
 
-COMMON = dict(label_column="score", max_length=32, batch_size=16, method_config=None, diagnose=False)
+COMMON = dict(label_column="score", max_length=32, batch_size=16, method_config=None, diagnose=False, **FIXED_RATES)
 
 
 @pytest.mark.parametrize("method", PEFTLAB_METHODS)

@@ -18,6 +18,7 @@ from report_data import HOSTILE, diagnosis_json, hostile_csv, hostile_diagnosis,
 
 from peftlab.report.charts import pareto_frontier
 from peftlab.report.write import write_report, write_report_safely
+from conftest import FIXED_RATES
 
 SECTIONS = ("decision", "comparison", "pareto", "curves", "overfitting", "robustness", "diagnosis", "environment")
 
@@ -209,7 +210,7 @@ def test_compare_writes_the_report_of_a_hostile_dataset(tmp_path, tiny_bert_dir)
 
     data = hostile_csv(tmp_path / "data.csv")
     out = tmp_path / "out"
-    results = compare(CompareConfig(
+    results = compare(CompareConfig(**FIXED_RATES, 
         model=str(tiny_bert_dir), data=str(data), methods=["full", "lora"], text_column=HOSTILE[0],
         label_column=HOSTILE[1], max_steps=3, batch_size=8, out=str(out), perturb_examples=12, attack_examples=4,
         attack_query_budget=10))

@@ -20,6 +20,7 @@ from peftlab.report.markdown import md
 from peftlab.report.tables import report_tables
 from peftlab.report.write import write_report
 from peftlab import CompareConfig, compare
+from conftest import FIXED_RATES
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -45,7 +46,7 @@ def section(html: str, name: str) -> str:
 def test_multiple_choice_and_generation_studies_say_why_robustness_was_skipped(tiny_llama_dir, colour_bigbench,
                                                                                colour_jsonl, tmp_path):
     common = dict(model=str(tiny_llama_dir), max_train_examples=24, max_eval_examples=6, epochs=1, batch_size=8,
-                  max_length=64, method_config=None)  # robustness on: the default
+                  max_length=64, method_config=None, **FIXED_RATES)  # robustness on: the default
     for kind, data, methods, quality, task in (
             ("multiple-choice", colour_bigbench, ["lora"], "accuracy", {"task": "multiple-choice"}),
             ("generation", colour_jsonl, ["prompt", "lora"], "exact_match", {})):  # generation: inferred

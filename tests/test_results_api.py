@@ -18,6 +18,7 @@ from peftlab.options import config_from_sources
 from peftlab.report.results import PLOT_ALIASES, PLOT_KINDS
 from peftlab.report.tables import COST_TITLES
 from peftlab.study.store import StudyStore
+from conftest import FIXED_RATES
 
 
 def _study_folder(tmp_path, diagnosis: bool = True):
@@ -112,7 +113,7 @@ def test_load_study_of_a_running_study(tmp_path):
 
 def test_compare_returns_results_whose_run_loads_back(tmp_path, tiny_bert_dir, tiny_task_csv):
     out = tmp_path / "out"
-    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"], max_steps=2,
+    config = CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora"], max_steps=2,
                            batch_size=8, out=str(out), robustness=False, diagnose=False)
     results = compare(config)
     assert isinstance(results, Results) and results.folder == out

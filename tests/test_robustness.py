@@ -22,6 +22,7 @@ from peftlab.evaluate.perturb import (DISTRACTORS, KEYBOARD_NEIGHBOURS, PERTURBA
 from peftlab.evaluate.robustness import (Examples, RobustnessSettings, build_suite, evaluate_robustness,
                                          load_robust_set, predict_probabilities, usable_examples)
 from peftlab.evaluate.stats import bootstrap_mean_interval, wilson_interval
+from conftest import FIXED_RATES
 
 TEXT = ("the quick brown fox jumps over lazy dogs while seven happy children watch from behind tall green garden "
         "walls today")  # 20 words, all different
@@ -323,7 +324,7 @@ def _tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides):
 
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head", "lora"], max_steps=2,
                     batch_size=8, max_length=32, out=str(out), perturb_examples=12, attack_examples=4,
-                    attack_query_budget=20)
+                    attack_query_budget=20, **FIXED_RATES)
     settings.update(overrides)
     return CompareConfig(**settings)
 
@@ -416,7 +417,8 @@ def test_robustness_table_shows_every_method():
 
 # --- end to end, the real MiniLM through the CLI ----------------------------------------------------------------
 
-E2E_BUDGET = ["--max-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "32", "--batch-size", "16"]
+E2E_BUDGET = ["--max-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "32", "--batch-size", "16",
+              "--no-tune", "--evaluations-per-epoch", "1", "--patience", "0"]
 E2E_METHODS = ["head", "lora"]
 
 

@@ -11,7 +11,7 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 
-from conftest import TINY_LABELS
+from conftest import FIXED_RATES, TINY_LABELS
 from peftlab.evaluate import evaluate_split, predict_logits
 from peftlab.methods import PEFTLAB_METHODS, get_method
 from peftlab.methods.partial_state import STATE_FILE
@@ -138,7 +138,7 @@ def test_adapter_writes_its_config_and_weights(load_tiny_bert, tmp_path):
 def test_load_run_restores_what_compare_measured(tiny_bert_dir, tiny_task_csv, tmp_path):
     out = tmp_path / "study"
     methods = ["lora", "bitfit", "adapter"]
-    results = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=methods,
+    results = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=methods,
                                     max_steps=3, batch_size=16, out=str(out)))
     on_disk = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in on_disk["runs"]] == methods

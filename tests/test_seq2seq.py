@@ -32,7 +32,7 @@ from peftlab.tasks.encode import encode_task, train_loader
 from peftlab.tasks.kinds import ENCODER_DECODER, SEQ2SEQ_GENERATION, SEQ2SEQ_MULTIPLE_CHOICE
 from peftlab.train import TrainConfig, train
 
-from conftest import COLOURS
+from conftest import FIXED_RATES, COLOURS
 from zoo import BY_NAME, save_tiny_model
 
 METHODS = ["full", "lora", "ia3", "prompt", "prefix"]
@@ -113,7 +113,7 @@ def test_compare_every_peft_method_on_an_encoder_decoder(arch, kind, seq2seq_dir
                                                          tmp_path):
     data = colour_jsonl if kind == "generation" else colour_bigbench
     out = tmp_path / "study"
-    results = compare(CompareConfig(model=str(seq2seq_dirs[arch]), data=str(data), task=kind, methods=METHODS,
+    results = compare(CompareConfig(**FIXED_RATES, model=str(seq2seq_dirs[arch]), data=str(data), task=kind, methods=METHODS,
                                     robustness=False, max_train_examples=24, max_eval_examples=6, epochs=1,
                                     max_steps=2, batch_size=8, max_length=64, out=str(out)))
     assert results["study"]["task"]["type"] == kind

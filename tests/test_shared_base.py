@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from conftest import TINY_LABELS, tiny_bert_config
+from conftest import FIXED_RATES, TINY_LABELS, tiny_bert_config
 from peftlab import CompareConfig, compare
 from peftlab.errors import ConfigError
 from peftlab.files import STORE_FILE
@@ -112,7 +112,7 @@ def test_a_study_with_shared_base_gives_the_records_of_one_without(no_dropout_be
     study gives without the option, the saved adapters load back with the same logits, and re-running repeats
     nothing."""
     base = dict(model=str(no_dropout_bert_dir), data=str(tiny_task_csv), methods=["lora", "head"], epochs=2,
-                batch_size=16, robustness=False, diagnose=False, seeds=3)
+                batch_size=16, robustness=False, diagnose=False, seeds=3, **FIXED_RATES)
     alone = compare(CompareConfig(**base, out=str(tmp_path / "alone")))
     shared = compare(CompareConfig(**base, out=str(tmp_path / "shared"), shared_base=3))
     assert [run["run_key"] for run in shared["runs"]] == [run["run_key"] for run in alone["runs"]]

@@ -8,6 +8,7 @@ import pytest
 from peftlab import CompareConfig, compare
 from peftlab.files import STORE_FILE
 from peftlab.study.store import StudyStore
+from conftest import FIXED_RATES
 
 
 def comparable(run: dict) -> dict:
@@ -22,7 +23,7 @@ def local_results(tiny_bert_dir, tiny_task_csv, tmp_path_factory):
 
 def study_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     return CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"], epochs=2,
-                         batch_size=16, out=str(out), robustness=False, **overrides)
+                         batch_size=16, out=str(out), robustness=False, **{**FIXED_RATES, **overrides})
 
 
 def test_worker_processes_give_the_local_results(local_results, tiny_bert_dir, tiny_task_csv, tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ from peftlab.errors import ConfigError
 from peftlab.files import CHECKPOINTS_DIR, LOCK_FILE, RESULTS_FILE, STORE_FILE
 from peftlab.lock import StudyInUse, StudyLock, lock_holder
 from peftlab.study.store import StudyStore
+from conftest import FIXED_RATES, FIXED_RATES_CLI
 
 RUN_KEYS = {"run/full/seed=0/lr=default", "run/head/seed=0/lr=default"}
 TIMEOUT = 300
@@ -32,7 +33,7 @@ TIMEOUT = 300
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"], epochs=1,
-                    batch_size=16, out=str(out), robustness=False, diagnose=False)
+                    batch_size=16, out=str(out), robustness=False, diagnose=False, **FIXED_RATES)
     settings.update(overrides)
     return CompareConfig(**settings)
 
@@ -40,7 +41,7 @@ def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig
 def cli_args(tiny_bert_dir, tiny_task_csv, out, *extra: str) -> list[str]:
     return [sys.executable, "-m", "peftlab.cli", "compare", "--model", str(tiny_bert_dir), "--data",
             str(tiny_task_csv), "--methods", "full,head", "--epochs", "1", "--batch-size", "16", "--no-robustness",
-            "--no-diagnose", "--out", str(out), *extra]
+            "--no-diagnose", *FIXED_RATES_CLI, "--out", str(out), *extra]
 
 
 def _default_sigint() -> None:

@@ -19,6 +19,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from conftest import FIXED_RATES
+
 from peftlab.errors import ConfigError
 from peftlab.methods import get_method
 from peftlab.models import load_tokenizer, resolve_model
@@ -35,7 +37,7 @@ BATCH = 16
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora", "head"], epochs=3,
-                    batch_size=BATCH, out=str(out), robustness=False)
+                    batch_size=BATCH, out=str(out), robustness=False, **FIXED_RATES)
     settings.update(overrides)
     return CompareConfig(**settings)
 
@@ -141,7 +143,8 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     from peftlab import CompareConfig, compare
     compare(CompareConfig(model=sys.argv[1], data=sys.argv[2], methods=["full", "lora", "head"], epochs=4,
-                          batch_size=16, out=sys.argv[3], robustness=False))
+                          batch_size=16, out=sys.argv[3], robustness=False, no_tune=True, evaluations_per_epoch=1,
+                          patience=None))
 """)
 
 

@@ -20,10 +20,11 @@ from peftlab.files import RUN_FILE, STORE_FILE
 from peftlab.study.store import StudyStore
 from peftlab.trackers import (MlflowTracker, StudyInfo, TensorBoardTracker, WandbTracker, run_folder_name,
                               run_scalars)
+from conftest import FIXED_RATES
 
 def tiny_config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["head", "lora"], epochs=2,
-                    batch_size=16, out=str(out), robustness=False, diagnose=False)
+                    batch_size=16, out=str(out), robustness=False, diagnose=False, **FIXED_RATES)
     settings.update(overrides)
     return CompareConfig(**settings)
 

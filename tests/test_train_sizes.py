@@ -30,7 +30,8 @@ from peftlab.study.store import StudyStore
 
 def _config(tiny_bert_dir, tiny_task_csv, out, **overrides) -> CompareConfig:
     settings = dict(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"], epochs=1,
-                    batch_size=8, out=str(out), robustness=False, diagnose=False, train_sizes=["8", "16", "all"])
+                    batch_size=8, out=str(out), robustness=False, diagnose=False, train_sizes=["8", "16", "all"],
+                    evaluations_per_epoch=1, patience=None)
     return CompareConfig(**{**settings, **overrides})
 
 

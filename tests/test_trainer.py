@@ -12,7 +12,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from conftest import TINY_LABELS
+from conftest import FIXED_RATES, TINY_LABELS
 from peftlab.errors import MethodError
 from peftlab.measure import PeakMemory
 from peftlab.methods import get_method
@@ -146,7 +146,7 @@ def test_compare_records_a_diverged_run_as_failed_and_goes_on(tiny_bert_dir, tin
     out = tmp_path / "study"
     done = []
     results = compare(
-        CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"],
+        CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "head"],
                       method_config=str(method_config), max_steps=6, batch_size=BATCH, out=str(out)),
         on_run_done=done.append,
     )
@@ -206,7 +206,7 @@ def test_a_fresh_head_trains_at_its_own_rate(load_tiny_bert, tiny_data):
 
 def test_a_study_records_the_head_rate_where_the_task_has_a_fresh_head(tiny_bert_dir, tiny_task_csv, tiny_llama_dir,
                                                                        colour_bigbench, tmp_path):
-    runs = compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv),
+    runs = compare(CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv),
                                  methods=["lora", "lora[head_learning_rate=0.01]"], max_steps=4, batch_size=16,
                                  robustness=False, diagnose=False, out=str(tmp_path / "cls")))["runs"]
     by_name = {run["method"]: run for run in runs}
@@ -214,7 +214,7 @@ def test_a_study_records_the_head_rate_where_the_task_has_a_fresh_head(tiny_bert
     assert by_name["lora[head_learning_rate=0.01]"]["config"]["head_learning_rate"] == 0.01
     assert "head_learning_rate" not in by_name["lora"]["config"]
     # a causal LM's head is pretrained, not fresh: the rate does not apply and is not recorded
-    run, = compare(CompareConfig(model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
+    run, = compare(CompareConfig(**FIXED_RATES, model=str(tiny_llama_dir), data=str(colour_bigbench), task="multiple-choice",
                                  methods=["lora[head_learning_rate=0.01]"], max_steps=2, batch_size=8,
                                  max_train_examples=16, max_eval_examples=6, robustness=False, diagnose=False,
                                  out=str(tmp_path / "mc")))["runs"]
@@ -224,3 +224,35 @@ def test_a_study_records_the_head_rate_where_the_task_has_a_fresh_head(tiny_bert
 def test_a_bad_head_rate_is_one_line():
     with pytest.raises(MethodError, match="head_learning_rate must be a positive number"):
         get_method("lora").check_overrides({"head_learning_rate": -1})
+
+
+def test_a_run_paused_mid_epoch_and_continued_is_the_run_without_a_pause(load_tiny_bert, tiny_data, tmp_path):
+    """96 examples, batch 16: 6 steps per epoch, 3 validation passes per epoch (after steps 2, 4, 6). Paused after
+    the 1st pass (mid-epoch), then the 4th (mid-epoch 2), then continued to the end: the same losses, passes and
+    weights as one uninterrupted run; the rate race (tuning.py) and --until-conclusive rely on this."""
+    encoded, tokenizer, task = tiny_data
+    config = dict(learning_rate=1e-3, epochs=3, batch_size=BATCH, seed=5, evaluations_per_epoch=3)
+
+    def build():  # as a study builds a run: seeded, so that LoRA's random init is the same every time
+        torch.manual_seed(5)
+        method = get_method("lora")
+        base = load_tiny_bert()
+        return method.apply(base, method.resolve(base, {})[0])
+
+    whole_model = build()
+    whole = train(whole_model, encoded, tokenizer, TrainConfig(**config), Accelerator(cpu=True), task.num_labels,
+                  tmp_path / "whole" / "last")
+    checkpoint = tmp_path / "paused" / "last"
+    first = train(build(), encoded, tokenizer, TrainConfig(**config), Accelerator(cpu=True), task.num_labels,
+                  checkpoint, pause_after=1)
+    assert first.steps == 2 and len(first.validation) == 1
+    second = train(build(), encoded, tokenizer, TrainConfig(**config), Accelerator(cpu=True), task.num_labels,
+                   checkpoint, pause_after=4)
+    assert second.steps == 8 and len(second.validation) == 4
+    model = build()
+    last = train(model, encoded, tokenizer, TrainConfig(**config), Accelerator(cpu=True), task.num_labels,
+                 checkpoint)
+    assert last.steps == whole.steps == 18 and last.train_loss == whole.train_loss
+    assert last.validation == whole.validation
+    state, whole_state = model.state_dict(), whole_model.state_dict()
+    assert all(torch.equal(state[key], whole_state[key]) for key in state)

@@ -18,6 +18,7 @@ from peftlab.options import split_list
 from peftlab.report.charts import draw_chart, rank_series, spectrum_rank
 from peftlab.report.write import write_report
 from peftlab.study.store import StudyStore
+from conftest import FIXED_RATES
 
 
 def test_variant_syntax():
@@ -52,7 +53,7 @@ def test_variant_settings_layer_over_the_method_config(tmp_path):
 
 
 def test_a_study_of_variants_is_stored_resumed_exported_and_charted(tmp_path, tiny_bert_dir, tiny_task_csv):
-    config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora[r=2]"],
+    config = CompareConfig(**FIXED_RATES, model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora[r=2]"],
                            sweep="lora.r=1,4", max_steps=3, batch_size=16, out=str(tmp_path / "out"),
                            robustness=False, diagnose=False)
     results = compare(config)

@@ -294,3 +294,39 @@ def test_a_reference_no_better_than_the_zero_shot_floor_is_said():
     assert any("untrained" in advice for advice in verdict["advice"])
     above = study_verdict(header, [run("zero-shot", 0.60, 0), run("head", 0.66, 20)])
     assert not any("no better than" in reason for reason in above["reasons"])
+
+
+def test_until_conclusive_continues_every_run_to_a_longer_budget_up_to_max_budget(tiny_bert_dir, tmp_path):
+    """Random labels: full fine-tuning never learns, so the verdict keeps asking for twice the budget; each run
+    continues from its last checkpoint (4 → 8 → 16 steps) and stops at --max-budget, still inconclusive; the same
+    command again trains nothing."""
+    data = _random_label_csv(tmp_path)
+    config = CompareConfig(model=str(tiny_bert_dir), data=str(data), methods=["zero-shot", "full", "lora"],
+                           max_steps=4, batch_size=16, out=str(tmp_path / "study"), robustness=False, diagnose=False,
+                           no_tune=True, patience=None, until_conclusive=True, max_budget=16)
+    trained = []
+    results = compare(config, on_run_done=trained.append)
+    assert [(run["method"], run.get("extended_to_steps")) for run in trained] == [
+        ("zero-shot", None), ("full", None), ("lora", None), ("full", 8), ("lora", 8), ("full", 16), ("lora", 16)]
+    latest = {run["method"]: run for run in results["runs"]}
+    assert set(latest) == {"zero-shot", "full", "lora"}
+    for method in ("full", "lora"):
+        run = latest[method]
+        assert run["cost"]["budget_steps"] == 16 and run["cost"]["train_steps"] == 16
+        assert run["timing"]["resumed_from_epoch"]  # it continued from the 8-step run's checkpoint
+    assert results["budget_extension"]["budgets"] == [4, 8, 16]
+    assert [run["extended_to_steps"] if "extended_to_steps" in run else 4
+            for run in results["budget_extension"]["runs"]] == [4, 4, 8, 8]
+    verdict = results["verdict"]
+    assert verdict["decision"] == "inconclusive" and any("did not learn" in reason for reason in verdict["reasons"])
+    assert not (tmp_path / "study" / "checkpoints").exists()
+    again = []
+    assert compare(config, on_run_done=again.append)["verdict"]["decision"] == "inconclusive" and again == []
+
+
+def test_max_budget_needs_until_conclusive(tiny_bert_dir, tiny_task_csv, tmp_path):
+    with pytest.raises(ConfigError, match="--max-budget bounds --until-conclusive"):
+        compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), out=str(tmp_path), max_budget=10))
+    with pytest.raises(ConfigError, match="--no-tune and --tune"):
+        compare(CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), out=str(tmp_path), no_tune=True,
+                              tune=["lr"]))

@@ -21,12 +21,12 @@ from peftlab.report.write import write_report
 from peftlab.study.artifacts import load_run
 from peftlab.study.inputs import run_context
 
-from conftest import TINY_LABELS
+from conftest import FIXED_RATES, TINY_LABELS
 
 
 def _study(tmp_path, model, data, methods, **options):
     return CompareConfig(model=str(model), data=str(data), methods=methods, max_steps=4, batch_size=8,
-                         out=str(tmp_path / "out"), diagnose=False, **{"robustness": False, **options})
+                         out=str(tmp_path / "out"), diagnose=False, **{"robustness": False, **FIXED_RATES, **options})
 
 
 def test_zero_shot_classification_is_similarity_to_the_label_texts(tmp_path, tiny_bert_dir, tiny_task_csv):

@@ -21,6 +21,7 @@ from peftlab.methods import get_method
 from peftlab.methods.targets import attach_points
 from peftlab.models import head_module_names, load_classifier, resolve_model
 from zoo import ARCHITECTURES, save_tiny_model
+from conftest import FIXED_RATES
 
 ZOO = [arch for arch in ARCHITECTURES if arch.available()]
 METHODS = ["full", "lora", "ia3", "prompt", "adapter"]
@@ -37,7 +38,7 @@ def zoo_dirs(tmp_path_factory, smollm_tokenizer):
 @pytest.mark.parametrize("arch", ZOO, ids=lambda arch: arch.name)
 def test_compare_runs_every_method_that_applies(arch, zoo_dirs, tiny_task_csv, tmp_path):
     out = tmp_path / "out"
-    results = compare(CompareConfig(model=str(zoo_dirs[arch.name]), data=str(tiny_task_csv), methods=METHODS,
+    results = compare(CompareConfig(**FIXED_RATES, model=str(zoo_dirs[arch.name]), data=str(tiny_task_csv), methods=METHODS,
                                     max_steps=1, batch_size=4, max_train_examples=16, max_eval_examples=8,
                                     perturb_examples=8, attack_examples=2, attack_query_budget=10, out=str(out)))
     for run in results["runs"]:

@@ -72,7 +72,7 @@ def field_parameters(cls) -> list[inspect.Parameter]:
         kind = item.metadata.get("cli")
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
         if kind == "list":
-            default = ",".join(default) or None
+            default = ",".join(default or []) or None
         flags = [item.metadata["flag"]] if item.metadata.get("flag") else []
         option = typer.Option(default, *flags, help=item.metadata["help"])
         parameters.append(inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=option,

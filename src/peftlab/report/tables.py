@@ -480,8 +480,8 @@ def _versus_full(test: dict) -> str:
 # --- tuning: one row per tuned method ---------------------------------------------------------------------------------
 
 def tuning(results: dict[str, Any]) -> ReportTable:
-    """Per tuned method: the chosen learning rate, every trial (rate → best validation score, validation passes, status)
-    and the seconds spent."""
+    """Per raced method: the chosen learning rate, every trial (rate → best validation score, validation passes, status:
+    a pruned trial's passes say where the race stopped it) and the seconds spent."""
     tuned = results.get("tuning") or {}
     columns = [Column("method", "method", "left"), Column("chosen_learning_rate", "chosen lr"),
                Column("trials", "trials: lr → best validation score (validation passes, status)", "left"),
@@ -500,12 +500,12 @@ def tuning(results: dict[str, Any]) -> ReportTable:
 
 def _tuning_title(tuned: dict[str, Any]) -> str:
     if not tuned:
-        return "--tune lr"
+        return "learning-rate race"
     ratio = tuned.get("cost_vs_one_pass")
     if ratio and "one_pass_steps" in tuned:  # the chosen trial's training is its run's
-        return (f"--tune lr: {tuned['seconds']:.0f} s of trials; {tuned['steps']} training steps in all = {ratio:.2f}× "
-                f"one untuned pass ({tuned['one_pass_steps']} steps)")
-    return (f"--tune lr: {tuned['seconds']:.0f} s of tuning"
+        return (f"learning-rate race: {tuned['seconds']:.0f} s of trials; {tuned['steps']} training steps in all = "
+                f"{ratio:.2f}× one pass at fixed rates ({tuned['one_pass_steps']} steps)")
+    return (f"learning-rate race: {tuned['seconds']:.0f} s of tuning"
             + (f" = {ratio:.2f}× one untuned pass ({tuned['one_pass_seconds']:.0f} s)" if ratio else ""))
 
 

@@ -64,10 +64,15 @@ class BudgetOptions:
     epochs: int = option(3, "Training epochs per method.")
     max_steps: int | None = option(None, "Training steps per method (overrides --epochs).")
     batch_size: int = option(32, "Training batch size.")
-    evaluations_per_epoch: int = option(1, "Validation passes per epoch (evenly spaced): the points where the best "
-                                        "state is kept, early stopping decides and --tune lr prunes.")
-    patience: int | None = option(None, "Early stopping: stop a run after this many validation passes without a "
+    evaluations_per_epoch: int = option(3, "Validation passes per epoch (evenly spaced): the points where the best "
+                                        "state is kept, early stopping decides and the learning-rate race prunes.")
+    patience: int | None = option(3, "Early stopping: stop a run after this many validation passes without a "
                                   "better score, keeping its best state (0 = never).", cli="zero_none")
+    until_conclusive: bool = option(False, "While the verdict is inconclusive because the reference did not learn or "
+                                    "was still improving, continue every run from its checkpoint to the budget the "
+                                    "verdict estimates, up to --max-budget.", flag="--until-conclusive")
+    max_budget: int | None = option(None, "--until-conclusive: the most steps a run may reach (default: 4x the "
+                                    "first budget).")
 
 
 @dataclass
@@ -91,9 +96,12 @@ class ExecutionOptions:
                                    "runs, up to this many seeds each (default: no extra seeds).")
     tolerance: float = option(1.0, "Points of the headline metric within which a PEFT method counts as matching "
                               "full fine-tuning (the verdict's tolerance).")
-    tune: list[str] = option(help="`lr`: search each method's learning rate on validation first (Optuna, "
-                             "successive halving).", cli="list", factory=list)
-    tune_points: int = option(3, "Learning rates tried per method by --tune lr (log grid around the default).")
+    tune: list[str] | None = option(None, "`lr`: race a few learning rates per method on validation first (Optuna, "
+                                    "successive halving; docs/VERDICT.md). Default: on, except with --train-sizes.",
+                                    cli="list")
+    no_tune: bool = option(False, "Train every method at its fixed default learning rate (no rate race).",
+                           flag="--no-tune")
+    tune_points: int = option(3, "Learning rates raced per method (log grid around the default).")
     backend: str = option("local", "Where runs execute: local (in-process or --workers processes) or ray.")
     workers: int = option(1, "Local worker processes running runs in parallel.")
     shared_base: int = option(1, "Train up to this many runs of the same LoRA method (e.g. its --seeds) together "
@@ -156,6 +164,12 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
             raise ConfigError(f"--patience must be 0 (never stop early) or more, got {self.patience}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.max_budget is not None and not self.until_conclusive:
+            raise ConfigError("--max-budget bounds --until-conclusive; add --until-conclusive or drop --max-budget")
+        if self.max_budget is not None and self.max_budget < 1:
+            raise ConfigError(f"--max-budget is a number of steps, at least 1; got {self.max_budget}")
+        if self.until_conclusive and self.train_sizes:
+            raise ConfigError("--until-conclusive with --train-sizes is not supported: drop one of them")
         if Path(self.out).exists() and not Path(self.out).is_dir():
             raise ConfigError(f"--out {self.out} is a file; pass a folder (it is created if missing)")
         if self.robust_set and not self.robustness:
@@ -186,6 +200,10 @@ class CompareConfig(MemoryFlags, ExecutionOptions, RobustnessOptions, BudgetOpti
             raise ConfigError(f"--max-seeds must be at least --seeds ({self.seeds}), got {self.max_seeds}")
         if not 0 <= self.tolerance <= 100:
             raise ConfigError(f"--tolerance is in points of the metric, between 0 and 100; got {self.tolerance:g}")
+        if self.no_tune and self.tune:
+            raise ConfigError("--no-tune and --tune contradict each other; give one")
+        if self.tune is None:  # the default: rates are raced, unless --no-tune, or --train-sizes (one rate per size)
+            self.tune = [] if self.no_tune or self.train_sizes else list(TUNABLE)
         unknown = [name for name in self.tune if name not in TUNABLE]
         if unknown:
             raise ConfigError(f"--tune supports {', '.join(TUNABLE)} only, got {', '.join(unknown)}")

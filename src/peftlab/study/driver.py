@@ -15,6 +15,8 @@ process reads and writes the store. The caller holds the study folder's lock (:m
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 from accelerate import Accelerator
@@ -22,6 +24,7 @@ from accelerate.utils import broadcast_object_list
 
 from peftlab.errors import ConfigError
 from peftlab.files import CHECKPOINTS_DIR, STORE_FILE, STUDY_CONFIG_FILE, jsonable, write_results, write_text_atomic
+from peftlab.methods import trains
 from peftlab.options import config_yaml
 from peftlab.study.backends import backend_runs
 from peftlab.study.inputs import RunContext, study_header, study_identity
@@ -38,7 +41,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
     main = accelerator.is_main_process
     if accelerator.num_processes > 1 and (config.tune or config.backend != "local" or config.workers > 1
                                           or config.shared_base > 1):
-        raise ConfigError("under accelerate launch / torchrun every run uses all processes: drop --tune, --workers, "
+        raise ConfigError("under accelerate launch / torchrun every run uses all processes: add --no-tune (the rate "
+                          "race runs in one process) and drop --workers, "
                           "--shared-base and --backend ray there")
     if main and config.restart:
         set_aside(out)
@@ -84,7 +88,8 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
                 if trackers:  # a tracker's failure is recorded in the run's `tracking`, never fails the run
                     record["tracking"] = log_run(trackers, record)
                 store.finish(spec.key, record, record["timing"]["wall_seconds"])
-                shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
+                if not config.until_conclusive:  # kept for --until-conclusive to continue from, until the end
+                    shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)  # after the record is committed
             records[spec.key] = record
             if main:
                 write_results(out, derive_results(header, specs, records, tuning))
@@ -93,15 +98,59 @@ def run_study(context: RunContext, on_run_done: Callable[[dict], None] | None = 
                 on_run_done(record)
 
     execute(specs)
-    while extra := _broadcast(accelerator, more_seeds(derive_results(header, specs, records, tuning), specs, config,
-                                                      chosen)):  # the main process holds every record
-        specs += extra  # --max-seeds: the runs that decide the verdict get one more seed each
-        execute(extra)
+    while True:  # the main process holds every record; the verdict may ask for more
+        results = derive_results(header, specs, records, tuning)
+        if extra := _broadcast(accelerator, more_seeds(results, specs, config, chosen)):
+            specs += extra  # --max-seeds: the runs that decide the verdict get one more seed each
+            execute(extra)
+        elif extended := _broadcast(accelerator, more_budget(results, specs, config)):
+            if main:  # --until-conclusive: each run continues from its last checkpoint at the longer budget
+                for spec, before in extended:
+                    _continue_from(before.checkpoint(out), spec.checkpoint(out))
+            specs += [spec for spec, _ in extended]
+            execute([spec for spec, _ in extended])
+        else:
+            break
     results = derive_results(header, specs, records, tuning)
     if main:
         write_results(out, results)
+        if config.until_conclusive:  # the study is over: nothing continues from these any more
+            for spec in specs:
+                shutil.rmtree(spec.checkpoint(out).parent, ignore_errors=True)
         _remove_if_empty(out / CHECKPOINTS_DIR)
     return results
+
+
+def more_budget(results: dict[str, Any], specs: list[RunSpec], config) -> list[tuple[RunSpec, RunSpec]]:
+    """--until-conclusive: when the verdict asks for a longer budget (its reference did not learn, or was still
+    improving), every trained run at its longest budget gets a continuation at the verdict's budget, capped at
+    --max-budget (default 4x the first budget): [(the new run, the run it continues)]; [] when the verdict asks for
+    none or the cap is reached."""
+    wanted = ((results.get("verdict") or {}).get("next") or {}).get("budget_steps")
+    if not config.until_conclusive or not wanted:
+        return []
+    runs = {run["run_key"]: run for run in results["runs"]}
+    latest = [spec for spec in specs if spec.key in runs and spec.phase == "run"]
+    budgets = {spec.key: (runs[spec.key].get("cost") or {}).get("budget_steps") for spec in latest}
+    first = min((steps for steps in budgets.values() if steps), default=None)
+    if first is None:
+        return []
+    ceiling = config.max_budget or 4 * first
+    target = min(int(wanted), ceiling)
+    extended = []
+    for spec in latest:
+        record = runs[spec.key]
+        if trains(spec.method) and record["status"] == "ok" and (budgets[spec.key] or 0) < target:
+            extended.append((replace(spec, max_steps=target), spec))
+    return extended
+
+
+def _continue_from(previous: Path, checkpoint: Path) -> None:
+    """Copy the shorter run's last checkpoint to where the longer run trains, which continues from it (a run whose
+    checkpoint is gone, e.g. a study finished without --until-conclusive, trains from its start)."""
+    if previous.exists() and not checkpoint.exists():
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(previous, checkpoint)
 
 
 def more_seeds(results: dict[str, Any], specs: list[RunSpec], config, learning_rates: dict[str, float]) -> list[RunSpec]:
@@ -114,11 +163,12 @@ def more_seeds(results: dict[str, Any], specs: list[RunSpec], config, learning_r
     largest = max(sizes, key=lambda size: -1 if size is None else size)  # --train-sizes: the verdict's size
     extra = []
     for method in wanted:
-        seeds = [spec.seed for spec in specs if spec.method == method and spec.phase == "run"
-                 and spec.train_size == largest]
+        runs = [spec for spec in specs if spec.method == method and spec.phase == "run" and spec.train_size == largest]
+        seeds = {spec.seed for spec in runs}
+        budget = max((spec.max_steps or 0 for spec in runs), default=0) or None  # --until-conclusive's, if any
         if len(seeds) < config.max_seeds:
             extra.append(RunSpec(method, max(seeds, default=config.seed - 1) + 1, learning_rates.get(method), "run",
-                                 False, largest))
+                                 False, largest, max_steps=budget))
     return extra
 
 

@@ -71,10 +71,11 @@ def run_method(study: Study, name: str, encoded, accelerator: Accelerator, out: 
     return record
 
 
-def total_steps(config, train_size: int, processes: int = 1) -> int:
-    """The optimizer steps of a run, as the training loop counts them: --max-steps, or epochs x batches per
-    process."""
-    return config.max_steps or config.epochs * max(1, math.ceil(train_size / (config.batch_size * processes)))
+def total_steps(config, train_size: int, processes: int = 1, run: RunSpec | None = None) -> int:
+    """The optimizer steps of a run, as the training loop counts them: its extended budget (--until-conclusive),
+    --max-steps, or epochs x batches per process."""
+    return ((run.max_steps if run is not None else None) or config.max_steps
+            or config.epochs * max(1, math.ceil(train_size / (config.batch_size * processes))))
 
 
 def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
@@ -91,12 +92,13 @@ def build_run(study: Study, name: str, run: RunSpec, accelerator: Accelerator,
     settings, learning_rate = method.resolve(base, overrides)
     head_rate = method.head_rate(overrides) if task.kind.fresh_head else None
     if train_size is not None:
-        settings = method.run_settings(settings, total_steps(config, train_size, accelerator.num_processes), overrides)
+        settings = method.run_settings(settings, total_steps(config, train_size, accelerator.num_processes, run),
+                                       overrides)
     method.check_applies(base, settings)  # MethodNotApplicable: the run is refused, nothing trains
     model = method.apply(base, settings).to(accelerator.device)
     model = method.bind_task(model, settings, task.label_names, study.tokenizer, config.max_length)
     train_config = TrainConfig(
-        learning_rate=learning_rate, epochs=config.epochs, max_steps=config.max_steps,
+        learning_rate=learning_rate, epochs=config.epochs, max_steps=run.max_steps or config.max_steps,
         batch_size=config.batch_size, seed=run.seed, selection_metric=task.selection_metric,
         evaluations_per_epoch=config.evaluations_per_epoch, patience=config.patience,
         evaluate=kind_evaluation(task.kind).evaluate, trains=method.trains, after_step=method.after_step,
@@ -111,6 +113,8 @@ def new_record(run: RunSpec) -> dict[str, Any]:
                               "status": "ok", "metrics": {}, "cost": {}, "curve": {}}
     if run.train_size is not None:  # --train-sizes: the examples of the training split this run trained on
         record["train_size"] = run.train_size
+    if run.max_steps is not None:  # --until-conclusive: the budget this run was extended to
+        record["extended_to_steps"] = run.max_steps
     return record
 
 

@@ -5,7 +5,8 @@ The key is what the store remembers a run by; re-running the same study plans th
 is found and not repeated. The study's first seed keeps the historical artifact folder OUT/runs/<method>; other
 seeds save to OUT/runs/<method>-seed<N>. With --train-sizes the key ends in ``/n=<size>`` (without it keys are as
 they always were, so older stores resume); the largest size keeps OUT/runs/<method>, a smaller one saves to
-OUT/runs/<method>-n<size> (with ``-seed<N>`` after it for other seeds).
+OUT/runs/<method>-n<size> (with ``-seed<N>`` after it for other seeds). A run that --until-conclusive extended
+to a longer budget ends its key in ``/steps=<N>`` and replaces its shorter run's artifact folder.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ class RunSpec:
     primary: bool = True  # the study's first seed: artifact in OUT/runs/<method>
     train_size: int | None = None  # --train-sizes: the run trains on this many examples of the training split
     largest: bool = True  # --train-sizes: the run is at the largest size (artifact in OUT/runs/<method>)
+    max_steps: int | None = None  # --until-conclusive: the run's extended budget in steps (None: the study's)
 
     @property
     def key(self) -> str:
         rate = "default" if self.learning_rate is None else f"{self.learning_rate:.6g}"
         size = "" if self.train_size is None else f"/n={self.train_size}"
-        return f"{self.phase}/{self.method}/seed={self.seed}/lr={rate}{size}"
+        steps = "" if self.max_steps is None else f"/steps={self.max_steps}"
+        return f"{self.phase}/{self.method}/seed={self.seed}/lr={rate}{size}{steps}"
 
     @property
     def artifact_name(self) -> str:
@@ -46,7 +49,8 @@ class RunSpec:
         """How tables and progress lines name the run: the method, with its training-set size under
         --train-sizes and its seed when the study runs several."""
         size = "" if self.train_size is None else f" n{self.train_size}"
-        return self.method + size + (f" s{self.seed}" if seeds > 1 else "")
+        steps = "" if self.max_steps is None else f" to {self.max_steps} steps"
+        return self.method + size + (f" s{self.seed}" if seeds > 1 else "") + steps
 
     def overrides(self) -> dict:
         return {} if self.learning_rate is None else {"learning_rate": self.learning_rate}

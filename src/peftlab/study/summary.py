@@ -27,7 +27,11 @@ def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict],
     every_size = runs
     if sizes:
         runs, smaller = split_by_size(every_size, sizes)
+    runs, shorter = latest_budgets(runs)
     results: dict[str, Any] = {"study": header, "runs": runs}
+    if shorter:  # --until-conclusive extended the runs: the earlier budgets' records, for the curves and the record
+        results["budget_extension"] = {"budgets": sorted({_budget(run) for run in shorter + runs if _budget(run)}),
+                                       "runs": shorter}
     if sizes:
         metric = task_kind_of(header.get("task")).quality_metrics[0].key
         results["train_sizes"] = {**size_regime(every_size, sizes, metric), "runs": smaller}
@@ -39,6 +43,22 @@ def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict],
         results["tuning"] = tuning_summary(tuning, runs)
     results["verdict"] = study_verdict(header, runs, tuned=tuning is not None)
     return results
+
+
+def latest_budgets(runs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the runs at each method and seed's longest budget, the shorter ones --until-conclusive continued from).
+    A run's budget is the one --until-conclusive extended it to (``extended_to_steps``), else the study's."""
+    longest: dict[tuple, int] = {}
+    for run in runs:
+        key = (run["method"], run["seed"], run.get("train_size"))
+        longest[key] = max(longest.get(key, 0), run.get("extended_to_steps") or 0)
+    latest = [run for run in runs if (run.get("extended_to_steps") or 0) == longest[(run["method"], run["seed"],
+                                                                                      run.get("train_size"))]]
+    return latest, [run for run in runs if run not in latest]
+
+
+def _budget(run: dict) -> int | None:
+    return run.get("extended_to_steps") or (run.get("cost") or {}).get("budget_steps")
 
 
 def aggregate(runs: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f1")) -> dict[str, dict]:

@@ -94,14 +94,18 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
             f"{name} did not learn the task: test {metric} {learned['value']:.3f} (95% interval "
             f"{_interval(learned['ci95'])}) is not above the {learned['baseline_name']} baseline "
             f"{learned['baseline']:.3f}, so no method can be judged against it")
-        verdict["advice"] += ["train longer (--epochs, --max-steps) or on more examples (--max-train-examples)",
-                              "or use a larger or better-suited model"]
+        verdict["advice"] += ["train longer (--epochs, --max-steps; --until-conclusive extends the runs itself) or on "
+                              "more examples (--max-train-examples)", "or use a larger or better-suited model"]
+        budget = _budget_steps(groups[reference][0])
+        verdict["next"] = {"budget_steps": 2 * budget} if budget else None  # what --until-conclusive tries next
         return verdict
     if flattened["flat"] is False:
         verdict["reasons"].append(
             f"{name} was still improving when the budget ran out (its last validation pass gained "
             f"{flattened['last_gain_points']:+.1f} points, more than the {tolerance:g}-point tolerance)")
         verdict["advice"].append(flattened["advice"])
+        if flattened.get("budget_steps"):
+            verdict["next"] = {"budget_steps": flattened["budget_steps"]}
         return verdict
     if flattened["flat"] is None:
         verdict["reasons"].append(f"whether {name} had flattened is unknown: {flattened['reason']}")
@@ -142,8 +146,8 @@ def study_verdict(header: dict[str, Any], runs: list[dict], tuned: bool = False)
                                  "test examples (--max-eval-examples), or accept a larger --tolerance")
         verdict["next"] = {"add_seeds": [REFERENCE_METHOD, best]}
     if not tuned:
-        verdict["reasons"].append("learning rates were not tuned (each method's default or configured rate): a "
-                                  "method can lose to a mis-set rate (--tune lr searches them)")
+        verdict["reasons"].append("learning rates were not raced (--no-tune, or --train-sizes: each method's default "
+                                  "or configured rate): a method can lose to a mis-set rate")
     if any(len(group) < 2 for group in (groups[REFERENCE_METHOD], peft[best])):
         verdict["reasons"].append("one seed: the interval covers the test sample, not seed-to-seed variation")
     return verdict
@@ -262,7 +266,7 @@ def _flattened(group: list[dict], metric: str, tolerance: float) -> dict[str, An
     gain = 100 * (curve[-1] - max(curve[:-1]))
     if gain <= tolerance:
         return {"flat": True, "last_gain_points": gain}
-    steps = (run.get("cost") or {}).get("train_steps") or 0
+    steps = _budget_steps(run)
     passes = len(curve)
     more = _passes_until_flat(curve, tolerance)
     if more is not None and steps:
@@ -273,7 +277,14 @@ def _flattened(group: list[dict], metric: str, tolerance: float) -> dict[str, An
         factor = 2.0
         advice = (f"train at least twice as long (--max-steps {2 * steps}): its gains were not shrinking"
                   if steps else "train at least twice as long: its gains were not shrinking")
-    return {"flat": False, "last_gain_points": gain, "budget_factor": factor, "advice": advice}
+    return {"flat": False, "last_gain_points": gain, "budget_factor": factor, "advice": advice,
+            "budget_steps": math.ceil(steps * factor) if steps else None}
+
+
+def _budget_steps(run: dict) -> int:
+    """The steps of the run's budget (what it was planned to train; it may have stopped before)."""
+    cost = run.get("cost") or {}
+    return int(cost.get("budget_steps") or cost.get("train_steps") or 0)
 
 
 def _passes_until_flat(curve: list[float], tolerance: float) -> int | None:

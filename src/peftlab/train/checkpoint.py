@@ -137,13 +137,19 @@ def _list(value: Any) -> list:
 # --- saving and loading -----------------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, epoch: int, trainable: dict[str, torch.Tensor], optimizer, scheduler,
-                    generator: torch.Generator, outcome, best_score: float, best_state) -> None:
-    """Write the checkpoint folder ``path`` (``.../last``): complete or absent, never half written."""
+                    generator: torch.Generator, outcome, best_score: float, best_state, in_epoch: int = 0,
+                    epoch_start: torch.Tensor | None = None) -> None:
+    """Write the checkpoint folder ``path`` (``.../last``): complete or absent, never half written. Saved mid-epoch
+    (``in_epoch`` batches of ``epoch`` trained), the data order's state is the one the epoch started with
+    (``epoch_start``), so that the run that continues draws the same order and skips those batches."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    rng = rng_states(generator)
+    if in_epoch:
+        rng["sampler"] = epoch_start
     state = {"epoch": epoch, "trainable": trainable, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "rng": rng_states(generator), "outcome": asdict(outcome),
-             "best_score": best_score, "best_state": best_state}
+             "scheduler": scheduler.state_dict(), "rng": rng, "outcome": asdict(outcome),
+             "best_score": best_score, "best_state": best_state, "in_epoch": in_epoch}
     tensors: dict[str, torch.Tensor] = {}
     document = {"format": FORMAT, "version": VERSION, "state": encode(state, "", tensors)}
     document["tensors"] = sorted(tensors)
@@ -211,6 +217,8 @@ def _check(state: Any) -> None:
     for key, kind in expected.items():
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
             raise DamagedCheckpoint(f"{key!r} is missing or not a {getattr(kind, '__name__', kind)}")
+    if not isinstance(state.get("in_epoch", 0), int) or state.get("in_epoch", 0) < 0:
+        raise DamagedCheckpoint(f"'in_epoch' is {state.get('in_epoch')!r}, not a count of batches")
     if state["epoch"] < 1 or math.isnan(state["best_score"]):
         raise DamagedCheckpoint(f"epoch {state['epoch']}, best score {state['best_score']}")
     for key in ("trainable", "best_state"):

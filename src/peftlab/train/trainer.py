@@ -102,12 +102,18 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def evaluation_points(steps_per_epoch: int, per_epoch: int) -> set[int]:
+    """The batches of an epoch (counted from 1) after which the loop evaluates: ``per_epoch`` evenly spaced, the
+    last at the epoch's end."""
+    return {math.ceil(k * steps_per_epoch / per_epoch) for k in range(1, per_epoch + 1)}
+
+
 def evaluation_steps(steps_per_epoch: int, total_steps: int, per_epoch: int) -> set[int]:
-    """The steps after which the loop evaluates: ``per_epoch`` evenly spaced ones in every epoch, the last at its
-    end, and the run's last step."""
+    """The steps after which a run from its start evaluates: :func:`evaluation_points` in every epoch, and the
+    run's last step."""
     epochs = math.ceil(total_steps / steps_per_epoch)
-    points = {min(total_steps, (epoch - 1) * steps_per_epoch + math.ceil(k * steps_per_epoch / per_epoch))
-              for epoch in range(1, epochs + 1) for k in range(1, per_epoch + 1)}
+    points = {min(total_steps, (epoch - 1) * steps_per_epoch + point)
+              for epoch in range(1, epochs + 1) for point in evaluation_points(steps_per_epoch, per_epoch)}
     return points | {total_steps}
 
 
@@ -119,7 +125,7 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
           num_labels: int, checkpoint: Path | None | list[Path | None] = None,
           on_evaluation: Callable[[int, dict], None] | None = None,
           on_step: Callable[[int, int, int, int], None] | None = None,
-          memory: PeakMemory | None = None) -> TrainOutcome | list[TrainOutcome]:
+          memory: PeakMemory | None = None, pause_after: int | None = None) -> TrainOutcome | list[TrainOutcome]:
     """Train `model` in place on encoded["train"], selecting on encoded["validation"]; returns the record.
 
     With ``checkpoint``, the state is saved there after every epoch and a run that finds one continues from it.
@@ -132,7 +138,12 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
     training); then ``config`` and ``checkpoint`` are lists, one per run (the same budget, each its own seed, i.e.
     data order, and learning rate), and the result is a list of K records. Each run has its own optimizer, schedule,
     clipping, validation, best state and early stopping; the runs' losses are summed for one backward (their
-    parameters are disjoint, so each gets its own gradient)."""
+    parameters are disjoint, so each gets its own gradient).
+
+    ``pause_after`` (a single run with a checkpoint; the learning-rate race): stop after that many validation passes
+    in all, the checkpoint saved there, even mid-epoch; calling again with a later pause point (or none) continues
+    exactly where it paused: a checkpoint saved mid-epoch keeps the epoch's data order, and the run skips the batches
+    it had trained, so paused and continued training is the same run as one without a pause."""
     stack = model if isinstance(model, RunStack) else RunStack([model])
     configs = config if isinstance(config, list) else [config]
     checkpoints = checkpoint if isinstance(checkpoint, list) else [checkpoint] * (len(configs) if checkpoint is None
@@ -149,7 +160,7 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
     steps_per_epoch = len(runs[0].loader)
     total_steps = first.max_steps or first.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    evaluate_after = evaluation_steps(steps_per_epoch, total_steps, first.evaluations_per_epoch)
+    evaluate_after = evaluation_points(steps_per_epoch, first.evaluations_per_epoch)
     for run in runs:
         run.optimizer = torch.optim.AdamW(parameter_groups(run.model, run.config.weight_decay, run.config.head_modules,
                                                            run.config.head_learning_rate), lr=run.config.learning_rate)
@@ -163,17 +174,30 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
         run.optimizer, run.loader, run.scheduler = prepared[1 + index::len(runs)]
         run.trainable = [p for p in run.model.parameters() if p.requires_grad]
         run.resume(total_steps, epochs)
-    first_epoch = runs[0].first_epoch
-    if any(run.first_epoch != first_epoch for run in runs):
-        raise NotStackable("the runs' checkpoints are at different epochs; train them one after another")
+    first_epoch, skip = runs[0].first_epoch, runs[0].skip
+    if any((run.first_epoch, run.skip) != (first_epoch, skip) for run in runs):
+        raise NotStackable("the runs' checkpoints are at different steps; train them one after another")
     steps = runs[0].outcome.steps
+    if first_epoch <= epochs:  # resumed: the epochs left from where the checkpoint is (mid-epoch, or a budget that
+        # --until-conclusive extended)
+        epochs = first_epoch - 1 + math.ceil(max(0, total_steps - steps + skip) / steps_per_epoch) \
+            if total_steps > steps else first_epoch - 1
+    paused = False
+    resumed_rng = torch.get_rng_state() if skip else None  # the checkpoint's; starting an epoch's iterator draws
     progress = tqdm(total=total_steps, initial=steps, desc="train", leave=False, mininterval=1.0, disable=None if accelerator.is_main_process and on_step is None else True)
     for epoch in range(first_epoch, epochs + 1):
         active = [run for run in runs if not run.outcome.stopped]
         for run in runs:
             run.model.train()
+        for run in runs:  # the data order's state as the epoch starts: what a mid-epoch checkpoint keeps
+            run.epoch_start = run.generator.get_state()
         start = time.perf_counter()
-        for batches in zip(*(run.loader for run in runs)):
+        for in_epoch, batches in enumerate(zip(*(run.loader for run in runs)), 1):
+            if epoch == first_epoch and in_epoch <= skip:  # trained before the checkpoint it continues from
+                continue
+            if resumed_rng is not None:  # dropout continues from where the checkpoint was, not from the iterator's draw
+                torch.set_rng_state(resumed_rng)
+                resumed_rng = None
             losses = stack.losses(runs[0].model, batches)
             for run, loss in zip(runs, losses):
                 if not run.outcome.stopped and not torch.isfinite(loss):
@@ -188,22 +212,27 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
             progress.update(1)
             if on_step is not None:
                 on_step(steps, total_steps, epoch, epochs)
-            if steps in evaluate_after:
+            if in_epoch in evaluate_after or steps >= total_steps:
+                epoch_end = in_epoch == steps_per_epoch or steps >= total_steps  # checkpointed there
                 seconds = _synchronized_seconds(accelerator, start)
                 for run in active:
                     run.outcome.train_seconds += seconds
+                    paused = pause_after is not None and len(run.outcome.validation) + 1 >= pause_after
                     run.evaluate(encoded["validation"], tokenizer, accelerator, num_labels, epoch, steps_per_epoch,
-                                 total_steps, memory, on_evaluation)
+                                 total_steps, in_epoch, memory, on_evaluation, save=epoch_end or paused)
+                start = time.perf_counter()
+                if paused:
+                    break
                 active = [run for run in runs if not run.outcome.stopped]
                 for run in runs:
                     run.model.train()
-                start = time.perf_counter()
+                start = time.perf_counter()  # validation is not training time
             if steps >= total_steps or not active:
                 break
         seconds = _synchronized_seconds(accelerator, start)
         for run in active:
             run.outcome.train_seconds += seconds
-        if not active:
+        if not active or paused:
             break
     progress.close()
 
@@ -223,14 +252,20 @@ class _Run:
         self.optimizer = self.scheduler = self.outcome = None
         self.trainable: list[torch.nn.Parameter] = []
         self.best_score, self.best_state, self.first_epoch = -math.inf, None, 1
+        self.skip = 0  # batches of the first epoch trained before the checkpoint this run continues from
+        self.epoch_start = self.generator.get_state()
 
     def resume(self, total_steps: int, epochs: int) -> None:
         saved = load_checkpoint(self.checkpoint)
         if saved is not None and resume(saved, self.model, self.optimizer, self.scheduler, self.generator,
                                         self.checkpoint):
             self.outcome = TrainOutcome(**saved["outcome"])
+            self.outcome.total_steps = total_steps  # --until-conclusive continues a run to a longer budget
             self.best_score, self.best_state = saved["best_score"], saved["best_state"]
-            self.first_epoch = saved["epoch"] + 1 if not self.outcome.stopped else epochs + 1  # stopped: nothing left
+            in_epoch = saved.get("in_epoch", 0)  # saved mid-epoch: that epoch again, from its start's data order
+            self.first_epoch = (epochs + 1 if self.outcome.stopped else  # stopped: nothing left
+                                saved["epoch"] if in_epoch else saved["epoch"] + 1)
+            self.skip = in_epoch if not self.outcome.stopped else 0
 
     def step(self, accelerator: Accelerator, loss: torch.Tensor, batch: dict) -> None:
         accelerator.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
@@ -244,10 +279,11 @@ class _Run:
         self.outcome.steps += 1
 
     def evaluate(self, validation, tokenizer, accelerator: Accelerator, num_labels: int, epoch: int,
-                 steps_per_epoch: int, total_steps: int, memory: PeakMemory | None,
-                 on_evaluation: Callable[[int, dict], None] | None) -> None:
-        """Validate; keep the best state; decide early stopping; at the epoch's end (or a stop) save the
-        checkpoint."""
+                 steps_per_epoch: int, total_steps: int, in_epoch: int, memory: PeakMemory | None,
+                 on_evaluation: Callable[[int, dict], None] | None, save: bool) -> None:
+        """Validate; keep the best state; decide early stopping; when ``save`` (the epoch's or the budget's end, a
+        pause) or at a stop, save the checkpoint (mid-epoch: with the epoch's starting data order and the batches
+        trained in it)."""
         config, outcome = self.config, self.outcome
         scores = (config.evaluate or evaluate_split)(self.model, validation, tokenizer, config.eval_batch_size,
                                                      accelerator.device, num_labels, "validate")
@@ -262,12 +298,14 @@ class _Run:
             outcome.stopped = {"reason": "early_stopping", "step": outcome.steps,
                                "evaluation": len(outcome.validation), "patience": config.patience,
                                "best_evaluation": outcome.best_evaluation}
-        if outcome.steps == min(epoch * steps_per_epoch, total_steps) or outcome.stopped:  # epoch's end, or stop
+        if save or outcome.stopped:
             if memory is not None:
                 outcome.peak_memory_bytes = max(outcome.peak_memory_bytes, memory.so_far())
             if self.checkpoint is not None and accelerator.is_main_process:  # a stopped run resumes as finished
+                mid_epoch = in_epoch if in_epoch < steps_per_epoch and not outcome.stopped else 0
                 save_checkpoint(self.checkpoint, epoch, trainable_state(self.model), self.optimizer, self.scheduler,
-                                self.generator, outcome, self.best_score, self.best_state)
+                                self.generator, outcome, self.best_score, self.best_state,
+                                in_epoch=mid_epoch, epoch_start=self.epoch_start if mid_epoch else None)
             accelerator.wait_for_everyone()
         if on_evaluation is not None:  # after the checkpoint: a trial pruned here has its epoch saved
             on_evaluation(len(outcome.validation), outcome.validation[-1])
