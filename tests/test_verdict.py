@@ -88,7 +88,7 @@ def test_lora_that_ties_with_full_is_the_verdict_with_its_cost_ratios():
     line, reasons, todo = verdict_text({"verdict": verdict})
     assert line.startswith("Verdict: lora (lora − full -0.2 points") and "trainable parameters ×0.01" in line
     assert any("within the 1-point tolerance" in reason for reason in reasons) and not todo
-    assert any("not tuned" in reason for reason in reasons)
+    assert any("not raced" in reason for reason in reasons)
 
 
 def test_full_that_clearly_wins_is_the_verdict():
@@ -96,7 +96,7 @@ def test_full_that_clearly_wins_is_the_verdict():
     verdict = study_verdict(header(), runs, tuned=True)
     assert verdict["decision"] == "full" and verdict["conclusive"] and verdict["best_peft"] == "lora"
     assert verdict["gap_ci95_points"][1] < -1.0
-    assert verdict["learning_rates"] == "tuned" and not any("not tuned" in r for r in verdict["reasons"])
+    assert verdict["learning_rates"] == "tuned" and not any("not raced" in r for r in verdict["reasons"])
 
 
 def test_a_gap_whose_interval_straddles_the_tolerance_is_inconclusive_and_asks_for_seeds():
@@ -117,6 +117,7 @@ def test_a_reference_that_did_not_learn_makes_the_verdict_inconclusive():
     assert not verdict["learned"]["learned"] and verdict["learned"]["baseline_name"] == "majority class"
     assert "did not learn the task" in verdict["reasons"][0]
     assert any("--max-train-examples" in item for item in verdict["advice"])
+    assert verdict["next"] == {"budget_steps": 600}  # --until-conclusive: twice the 300-step budget
 
 
 def test_a_reference_still_improving_at_the_end_is_inconclusive_with_a_budget():
@@ -124,6 +125,8 @@ def test_a_reference_still_improving_at_the_end_is_inconclusive_with_a_budget():
     verdict = study_verdict(header(), runs)
     assert verdict["decision"] == "inconclusive" and verdict["flattened"]["flat"] is False
     assert verdict["flattened"]["budget_factor"] > 1 and "--max-steps" in verdict["advice"][0]
+    assert verdict["next"] == {"budget_steps": verdict["flattened"]["budget_steps"]}
+    assert verdict["flattened"]["budget_steps"] == math.ceil(300 * verdict["flattened"]["budget_factor"])
     stopped = [record("full", FULL, curve=(0.55, 0.70, 0.78), stopped={"reason": "early_stopping"}),
                record("lora", hits(0, base=FULL))]
     assert study_verdict(header(), stopped)["flattened"]["flat"] is True  # early stopping ended it

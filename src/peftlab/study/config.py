@@ -48,8 +48,8 @@ class DataOptions:
     label_column: str | None = option(None, "Column holding the label (auto: label, category...).")
     task: str | None = option(None, f"{', '.join(TASK_KINDS)} (default: inferred from the data; see "
                               "docs/DECODERS.md).")
-    max_train_examples: int | None = option(2000, "Cap on training examples (0 = all).", cli="zero_none")
-    max_eval_examples: int | None = option(1000, "Cap on validation and on test examples, each (0 = all).",
+    max_train_examples: int | None = option(600, "Cap on training examples (0 = all).", cli="zero_none")
+    max_eval_examples: int | None = option(500, "Cap on validation and on test examples, each (0 = all).",
                                            cli="zero_none")
     max_length: int = option(128, "Truncate inputs to this many tokens.")
     seed: int = option(0, "Seed for splits, initialisation and data order.")

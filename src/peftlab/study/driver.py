@@ -1,9 +1,10 @@
 """The driver: plan a study's runs, skip those the store holds as finished, execute the others, store each result.
 
 The driver is the process that called `compare`. It checks the store's identity (a different study in the same
-folder is refused), runs the learning-rate search when asked (:mod:`peftlab.study.tuning`), plans methods × seeds
-(× training-set sizes with --train-sizes; :mod:`peftlab.study.runs`) — and with ``--max-seeds`` one more seed for the runs that decide the verdict while
-its interval straddles the tolerance (:func:`more_seeds`) —, hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
+folder is refused), runs the learning-rate race unless --no-tune (:mod:`peftlab.study.tuning`), plans methods × seeds
+(× training-set sizes with --train-sizes; :mod:`peftlab.study.runs`) — and, while the verdict asks for them, with
+``--max-seeds`` one more seed for the runs that decide it (:func:`more_seeds`) and with ``--until-conclusive`` every
+run continued to a longer budget (:func:`more_budget`) —, hands the unfinished runs to a backend (:mod:`peftlab.study.backends`) and writes
 each returned record to the store in one transaction, then rewrites results.json from it
 (:mod:`peftlab.study.summary`). Before a record is stored it is logged to the ``--report-to`` trackers
 (:mod:`peftlab.trackers`; their outcome is the record's ``tracking``, never the run's status). Under a multi-process launch every process trains each run and only the main
