@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
+from conftest import FIXED_RATES
 from peftlab.errors import PeftlabError
 from peftlab.export import ExportConfig, export, load_adapter, mixed_batch_check
 from peftlab.export.compress import COMPACT_FILE, compress, decompress, load_compact
@@ -96,7 +97,6 @@ torch.set_num_threads(1)
 from peft import AutoPeftModelForSequenceClassification
 from transformers import AutoModelForSequenceClassification
 import peftlab
-from conftest import FIXED_RATES
 
 jobs, batch = json.loads(sys.argv[1]), {k: torch.tensor(v) for k, v in json.loads(sys.argv[2]).items()}
 loaders = {"auto_peft": AutoPeftModelForSequenceClassification.from_pretrained, "peftlab": peftlab.load_adapter,

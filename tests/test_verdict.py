@@ -12,7 +12,7 @@ import pytest
 from accelerate import Accelerator
 from rich.console import Console
 
-from conftest import tiny_texts
+from conftest import FIXED_RATES, tiny_texts
 from report_data import diagnosis_json, results_json
 
 from peftlab import CompareConfig, compare
@@ -225,7 +225,7 @@ def test_max_seeds_adds_seeds_to_the_deciding_runs_only_and_a_rerun_repeats_noth
     rates.write_text("full: {learning_rate: 0.001}\nlora: {learning_rate: 0.005}\n")
     config = CompareConfig(model=str(tiny_bert_dir), data=str(tiny_task_csv), methods=["full", "lora", "head"],
                            max_steps=60, batch_size=16, out=str(tmp_path / "study"), robustness=False, diagnose=False,
-                           method_config=str(rates), tolerance=0.0, max_seeds=2, seed=3)
+                           method_config=str(rates), tolerance=0.0, max_seeds=2, seed=3, **FIXED_RATES)
     results = compare(config)
     verdict = results["verdict"]
     assert verdict["learned"]["learned"] and verdict["best_peft"] == "lora"
