@@ -98,6 +98,17 @@ def parameter_groups(model, weight_decay: float, head_modules: tuple[str, ...] =
     return groups
 
 
+def adamw(groups: list[dict], learning_rate: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where the parameters allow it (floating point, on CPU or an accelerator):
+    the same update, in one kernel instead of a loop over tensors; on 2 CPU cores it takes a full fine-tuning step
+    of MiniLM-L6's 22.4 M parameters from 83 to 15 ms (benchmarks/optimizer_step.py). Elsewhere (a device without
+    the kernel) the per-tensor loop, as before."""
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, fused=True)
+    except (RuntimeError, ValueError):  # torch refuses fused for these parameters
+        return torch.optim.AdamW(groups, lr=learning_rate)
+
+
 def trainable_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
@@ -162,8 +173,8 @@ def train(model, encoded, tokenizer, config: TrainConfig | list[TrainConfig], ac
     epochs = math.ceil(total_steps / steps_per_epoch)
     evaluate_after = evaluation_points(steps_per_epoch, first.evaluations_per_epoch)
     for run in runs:
-        run.optimizer = torch.optim.AdamW(parameter_groups(run.model, run.config.weight_decay, run.config.head_modules,
-                                                           run.config.head_learning_rate), lr=run.config.learning_rate)
+        run.optimizer = adamw(parameter_groups(run.model, run.config.weight_decay, run.config.head_modules,
+                                               run.config.head_learning_rate), run.config.learning_rate)
         run.scheduler = get_linear_schedule_with_warmup(run.optimizer, int(run.config.warmup_ratio * total_steps),
                                                         total_steps)
         run.outcome = TrainOutcome(total_steps=total_steps)
