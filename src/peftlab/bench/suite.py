@@ -33,6 +33,7 @@ import yaml
 from peftlab.errors import ConfigError, DataError
 from peftlab.options import config_from_mapping, split_list
 from peftlab.study.config import CompareConfig
+from peftlab.tasks.controlled import is_probe
 
 SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks"}
 TASK_KEYS = {"name", "family", "data", "compare"}
@@ -168,7 +169,11 @@ def _known_keys(mapping: dict, allowed: set[str], where: str) -> None:
 
 
 def _resolve_data(task: SuiteTask, folder: Path, explicit: bool) -> str:
-    """The task's data spec with a relative file path made absolute under FOLDER; aliases and ids unchanged."""
+    """The task's data spec with a relative file path made absolute under FOLDER (a probe's file argument too:
+    ``probe:drift=multiemo_products_sentence_en.json``); aliases, probes and ids otherwise unchanged."""
+    if is_probe(task.data) and Path(task.data.partition("=")[2]).suffix.lower() in DATA_SUFFIXES:
+        name, _, argument = task.data.partition("=")
+        return f"{name}={_resolve_data(dataclasses.replace(task, data=argument), folder, explicit)}"
     path = Path(task.data).expanduser()
     if path.is_absolute():
         candidate = path

