@@ -69,6 +69,10 @@ def test_tiny_suite_end_to_end_and_resume_across_tasks(tmp_path, tiny_bert_dir):
         assert cell["generalization_gap_points"] == pytest.approx(run["generalization"]["gap_points"]["accuracy"])
         assert cell["forgetting_cka"] == pytest.approx(run["forgetting"]["cka"])
         assert cell["forgetting_lm_loss_change"] is None  # an encoder: no LM loss
+    head_vs_full = easy["methods"]["head"]["robust_drop_vs_full"]  # paired over the same perturbed examples
+    assert head_vs_full["test"] == "paired_bootstrap" and head_vs_full["examples"] == 12
+    assert head_vs_full["difference"] == pytest.approx(easy["methods"]["head"]["robust_drop_points"]
+                                                       - easy["methods"]["full"]["robust_drop_points"])
     assert easy["methods"]["full"]["difference_points"] == 0
     head = easy["methods"]["head"]
     assert head["difference_points"] == pytest.approx(100 * (head["mean"] - easy["methods"]["full"]["mean"]))

@@ -20,9 +20,13 @@ from peftlab.evaluate.attacks import AttackSettings, neighbour_table, run_attack
 from peftlab.evaluate.perturb import (DISTRACTORS, KEYBOARD_NEIGHBOURS, PERTURBATIONS, PUNCTUATION_MARKS, perturb,
                                       split_words)
 from peftlab.evaluate.robustness import (Examples, RobustnessSettings, build_suite, evaluate_robustness,
-                                         load_robust_set, predict_probabilities, usable_examples)
-from peftlab.evaluate.stats import bootstrap_mean_interval, wilson_interval
+                                         example_drops, load_robust_set, predict_probabilities, usable_examples)
+from peftlab.evaluate.stats import bootstrap_mean_interval, paired_bootstrap_test, wilson_interval
+from peftlab.report.tables import robustness as robustness_table
+from peftlab.study.summary import robustness_vs_full
+
 from conftest import FIXED_RATES
+from report_data import results_json
 
 TEXT = ("the quick brown fox jumps over lazy dogs while seven happy children watch from behind tall green garden "
         "walls today")  # 20 words, all different
@@ -132,6 +136,35 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
     assert interval == bootstrap_mean_interval(values, seed=3)
     assert interval[0] < values.mean() < interval[1] and interval[1] - interval[0] < 0.2
     assert bootstrap_mean_interval(np.ones(50)) == [1.0, 1.0] and bootstrap_mean_interval([]) is None
+
+
+def test_paired_bootstrap_test_finds_a_shift_and_not_noise():
+    rng = np.random.default_rng(0)
+    shifted = paired_bootstrap_test(rng.normal(0.5, 1.0, 300), seed=1)
+    assert shifted["significant"] and shifted["p_value"] < 0.01 and shifted["ci95"][0] > 0
+    assert shifted["ci95"][0] < shifted["difference"] < shifted["ci95"][1] and shifted["examples"] == 300
+    noise = paired_bootstrap_test(rng.normal(0.0, 1.0, 300), seed=1)
+    assert not noise["significant"] and noise["ci95"][0] < 0 < noise["ci95"][1]
+    assert paired_bootstrap_test(np.zeros(40))["p_value"] == 1.0 and paired_bootstrap_test([1.0]) is None
+
+
+def _robust_run(method, seed, clean, perturbed_right, perturbations=2):
+    return {"method": method, "seed": seed, "status": "ok", "robustness": {"per_example": {
+        "clean": clean, "perturbed_right": perturbed_right, "perturbations": perturbations}}}
+
+
+def test_robustness_vs_full_pairs_each_seed_with_full_example_by_example():
+    # full: right on every clean text and on every perturbed one (drop 0); lora: right clean, loses both
+    # perturbations of half the examples (drop 50 points per seed) -> +50 points, significant, over both seeds
+    runs = [_robust_run("full", seed, "1" * 40, [2] * 40) for seed in (0, 1)]
+    runs += [_robust_run("lora", seed, "1" * 40, [0, 2] * 20) for seed in (0, 1)]
+    runs += [_robust_run("head", 0, "1" * 40, [2] * 40), _robust_run("bitfit", 2, "1" * 40, [0] * 40),
+             {"method": "ia3", "seed": 0, "status": "ok", "robustness": {"drop_points": 3.0}}]  # no per-example hits
+    tests = robustness_vs_full(runs)
+    assert set(tests) == {"lora", "head"}  # bitfit has no full run of its seed; ia3 no per-example hits
+    assert tests["lora"]["difference"] == pytest.approx(50.0) and tests["lora"]["significant"]
+    assert tests["lora"]["examples"] == 80 and tests["lora"]["seeds"] == 2
+    assert tests["head"]["difference"] == 0.0 and tests["head"]["p_value"] == 1.0
 
 
 # --- attacks on a deliberately weak model -----------------------------------------------------------------------
@@ -315,6 +348,13 @@ def test_suite_is_deterministic_and_evaluates_the_weak_model(tiny_task, tokenize
     for name, attack in result["attacks"].items():
         assert list(attack) == ATTACK_KEYS and attack["examples"] == 6 and attack["max_queries"] <= 25, name
     assert result["skipped"] == {"fewer_than_2_words": 0, "longer_than_max_length": 0}
+    hits = result["per_example"]  # what the paired comparison between methods reads
+    assert hits["clean"] == "".join("1" if hit else "0" for hit in hits_clean(suite)) and hits["perturbations"] == len(PERTURBATIONS)
+    assert 100 * example_drops(result).mean() == pytest.approx(result["drop_points"])
+
+
+def hits_clean(suite):
+    return [("good" in text.split()) == bool(label) for text, label in zip(suite.clean.texts, suite.clean.labels)]
 
 
 # --- through compare, on the tiny BERT --------------------------------------------------------------------------
@@ -496,3 +536,13 @@ def test_e2e_robustness_command_reevaluates_the_saved_study(minilm_study):
         assert f"{method}: robustness ok" in done.stdout
     missing = _cli(out.parent, "robustness", str(out.parent / "nowhere"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "nowhere" in missing.stderr
+
+
+def test_the_report_shows_the_paired_drop_against_full():
+    results = results_json()
+    assert "robust_drop_vs_full" not in [c.key for c in robustness_table(results).columns]  # no paired test: no column
+    results["robustness_vs_full"] = {"lora": {"difference": 1.5, "ci95": [0.2, 2.9], "p_value": 0.03,
+                                              "significant": True, "examples": 100, "test": "paired_bootstrap", "seeds": 1}}
+    table = robustness_table(results)
+    cells = {row.label.split()[0]: row.cells.get("robust_drop_vs_full") for row in table.rows}
+    assert cells["lora"] == "+1.5 [+0.2, +2.9] p=0.03" and cells["head"] == "-"

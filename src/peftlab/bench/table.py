@@ -52,6 +52,7 @@ def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> d
             "runs": entry["runs"], "failed": entry["failed"], "n": stats.get("n", 0), "mean": stats.get("mean"),
             "std": stats.get("std"), "ci95": stats.get("ci95"), "difference_points": difference,
             "vs_full": stats.get("vs_full"), "robust_drop_points": mean(drops) if drops else None,
+            "robust_drop_vs_full": (results.get("robustness_vs_full") or {}).get(method),  # paired over examples
             "generalization_gap_points": mean(gaps) if gaps else None,  # train − test, mean over seeds
             "forgetting_cka": mean(ckas) if ckas else None, "forgetting_lm_loss_change": mean(losses) if losses else None,
             "train_seconds": mean(run["cost"]["train_seconds"] for run in ok) if ok else None,
@@ -91,7 +92,8 @@ def _advisor(results: dict[str, Any]) -> dict[str, Any] | None:
 
 def family_summary(tasks: list[dict], methods: list[str]) -> dict[str, dict]:
     """{family: {"tasks": [...], method: {mean_difference_points, significantly_worse, significantly_better,
-    tasks_compared, mean_robust_drop_points}}}"""
+    tasks_compared, mean_robust_drop_points, significantly_less_robust, significantly_more_robust,
+    robustness_tests}}}"""
     summary: dict[str, dict] = {}
     for family in dict.fromkeys(task["family"] for task in tasks):
         members = [task for task in tasks if task["family"] == family]
@@ -101,6 +103,7 @@ def family_summary(tasks: list[dict], methods: list[str]) -> dict[str, dict]:
             differences = [cell["difference_points"] for cell in cells if cell["difference_points"] is not None]
             tests = [cell["vs_full"] for cell in cells if cell.get("vs_full")]
             drops = [cell["robust_drop_points"] for cell in cells if cell["robust_drop_points"] is not None]
+            robust = [cell["robust_drop_vs_full"] for cell in cells if cell.get("robust_drop_vs_full")]
             entry[method] = {
                 "tasks_compared": len(differences),
                 "mean_difference_points": mean(differences) if differences else None,
@@ -108,6 +111,9 @@ def family_summary(tasks: list[dict], methods: list[str]) -> dict[str, dict]:
                 "significantly_better": sum(t["significant"] and t["difference"] > 0 for t in tests),
                 "tests": len(tests),
                 "mean_robust_drop_points": mean(drops) if drops else None,
+                "significantly_less_robust": sum(t["significant"] and t["difference"] > 0 for t in robust),
+                "significantly_more_robust": sum(t["significant"] and t["difference"] < 0 for t in robust),
+                "robustness_tests": len(robust),
             }
         summary[family] = entry
     return summary
@@ -125,6 +131,17 @@ def quality_cell(cell: dict[str, Any] | None, reference: bool) -> str:
         text += f" ({cell['difference_points']:+.1f}{star})"
     if cell["failed"]:
         text += f" [{cell['failed']} failed]"
+    return text
+
+
+def robust_cell(cell: dict[str, Any] | None) -> str:
+    """`+3.6 (+1.2*)`: the mean robust drop in points; in brackets the paired difference to full's drop, * when
+    significant (p < 0.05)."""
+    cell = cell or {}
+    text = _points(cell.get("robust_drop_points"))
+    test = cell.get("robust_drop_vs_full")
+    if test and text != "-":
+        text += f" ({test['difference']:+.1f}{'*' if test['significant'] else ''})"
     return text
 
 
@@ -166,8 +183,10 @@ def suite_markdown(table: dict[str, Any]) -> str:
                              [[task["name"], task["family"], _share(task.get("test_majority_share")),
                                *(quality_cell(task["methods"].get(m), m == REFERENCE_METHOD) for m in methods)]
                               for task in tasks]), ""]
-    lines += ["## Robust drop", "", "Clean minus perturbed test accuracy, in points, mean over seeds (higher = less robust).", ""]
-    lines += [markdown_table(["task", *methods], [[task["name"], *(_points((task["methods"].get(m) or {}).get("robust_drop_points")) for m in methods)]
+    lines += ["## Robust drop", "", "Clean minus perturbed test accuracy, in points, mean over seeds (higher = less "
+              "robust); in brackets the method's drop minus full fine-tuning's, paired over the same perturbed "
+              "examples (all seeds pooled), `*` where the paired bootstrap gives p < 0.05.", ""]
+    lines += [markdown_table(["task", *methods], [[task["name"], *(robust_cell(task["methods"].get(m)) for m in methods)]
                                                   for task in tasks]), ""]
     lines += ["## Overfitting and forgetting", "",
               "Per method: train − test metric in points (the generalization gap, on a sample of the run's own "
@@ -177,15 +196,19 @@ def suite_markdown(table: dict[str, Any]) -> str:
                                                   for task in tasks]), ""]
     lines += ["## By task family", "",
               "Mean difference to full fine-tuning over the family's tasks (points); then tasks significantly worse / "
-              "better than full out of those tested; then mean robust drop (points).", ""]
+              "better than full out of those tested; then mean robust drop (points), and tasks where the method was "
+              "significantly less / more robust than full (paired bootstrap) out of those tested.", ""]
     rows = []
     for family, entry in table["families"].items():
         for method in methods:
             cell = entry[method]
             rows.append([family, method, len(entry["tasks"]), _points(cell["mean_difference_points"]),
                          f"{cell['significantly_worse']} / {cell['significantly_better']} of {cell['tests']}",
-                         _points(cell["mean_robust_drop_points"])])
-    lines += [markdown_table(["family", "method", "tasks", "Δ vs full (pts)", "sig. worse / better", "robust drop"], rows), ""]
+                         _points(cell["mean_robust_drop_points"]),
+                         f"{cell['significantly_less_robust']} / {cell['significantly_more_robust']} of "
+                         f"{cell['robustness_tests']}"])
+    lines += [markdown_table(["family", "method", "tasks", "Δ vs full (pts)", "sig. worse / better", "robust drop",
+                              "sig. less / more robust"], rows), ""]
     sized = [task for task in tasks if task.get("train_sizes")]
     if sized:  # a suite run with `train_sizes` under `compare:`
         lines += ["## Training-set sizes", "", "The tables above are at each task's largest training-set size; here "

@@ -291,6 +291,7 @@ def evaluate_robustness(model, tokenizer, suite: RobustnessSuite, device) -> dic
     pooled = _pooled(correct, clean_correct, settings.seed)
     result.update(perturbed_accuracy=pooled["accuracy"], perturbed_ci95=pooled["ci95"],
                   drop_points=pooled["drop_points"])
+    result["per_example"] = per_example(clean_correct, correct)
     result["families"] = {family: _pooled({n: correct[n] for n in members if n in correct}, clean_correct,
                                           settings.seed)
                           for family, members in FAMILIES.items() if any(n in correct for n in members)}
@@ -314,6 +315,26 @@ def _correct_per_set(score, suite: RobustnessSuite) -> dict[str, np.ndarray]:
     hits = _hits(score(texts, pairs), suite.clean.labels * len(sets))
     n = len(suite.clean)
     return {name: hits[k * n:(k + 1) * n] for k, name in enumerate(sets)}
+
+
+def per_example(clean_hits: np.ndarray, correct: dict[str, np.ndarray]) -> dict:
+    """Per clean example, in the suite's order (the same examples for every method of the study): right or wrong
+    clean ("1"/"0", as the run's ``test_correct``) and how many of the ``perturbations`` perturbed versions were
+    right; from these, :func:`peftlab.study.summary.robustness_vs_full` compares two methods' drops example by
+    example."""
+    right = np.sum(np.stack(list(correct.values())), axis=0) if correct else np.zeros(len(clean_hits), dtype=int)
+    return {"clean": "".join("1" if hit else "0" for hit in clean_hits), "perturbed_right": [int(v) for v in right],
+            "perturbations": len(correct)}
+
+
+def example_drops(record: dict) -> np.ndarray | None:
+    """Per example, clean right (1/0) minus the share of its perturbed versions right: the robust drop, example by
+    example (its mean is the record's ``drop_points`` / 100); None when the record has no per-example hits."""
+    hits = record.get("per_example") if isinstance(record, dict) else None
+    if not isinstance(hits, dict) or not hits.get("perturbations"):
+        return None
+    clean = np.array([character == "1" for character in hits["clean"]], dtype=float)
+    return clean - np.asarray(hits["perturbed_right"], dtype=float) / hits["perturbations"]
 
 
 def _hits(probabilities: np.ndarray, labels: list[int]) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 The Wilson score interval for a share of successes (accuracy, attack success rate): unlike the normal
 approximation it stays inside [0, 1] and behaves at 0/n and n/n. A percentile bootstrap for means of per-example
-scores (mean accuracy over several perturbations of the same examples). Written here (a few lines each) rather
+scores (mean accuracy over several perturbations of the same examples), and a paired bootstrap test of a mean of
+per-example differences (one method's robust drop against another's on the same examples). Written here (a few lines each) rather
 than imported from statsmodels. For regression: Fisher's interval for Spearman's rho, and a seeded paired bootstrap
 of the difference of two runs' Spearman on the same test examples (ranks from scipy).
 """
@@ -75,6 +76,26 @@ def welch_test(values, reference) -> dict | None:
         freedom = spread**2 / (variances[0] ** 2 / (values.size - 1) + variances[1] ** 2 / (reference.size - 1))
         p_value = float(2 * scipy_stats.t.sf(abs(difference) / math.sqrt(spread), freedom))
     return {"difference": difference, "p_value": p_value, "significant": p_value < 0.05, "test": "welch_t"}
+
+
+def paired_bootstrap_test(differences, resamples: int = 2000, seed: int = 0) -> dict | None:
+    """The mean of per-example differences (two measurements of the same examples, e.g. two methods' robust drops),
+    its 95% percentile-bootstrap interval over examples, and the two-sided bootstrap p-value (twice the share of
+    resampled means on the far side of 0, at least 1/resamples); significant means p < 0.05. None for fewer than
+    two examples."""
+    differences = np.asarray(differences, dtype=float)
+    if differences.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, differences.size, size=(resamples, differences.size))].mean(axis=1)
+    difference = float(differences.mean())
+    if not differences.any():
+        p_value = 1.0
+    else:
+        p_value = min(1.0, max(1.0 / resamples, 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))))
+    return {"difference": difference, "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
+            "p_value": p_value, "significant": p_value < 0.05, "examples": int(differences.size),
+            "test": "paired_bootstrap"}
 
 
 def spearman_interval(rho: float, n: int, z: float = Z_95) -> list[float] | None:

@@ -268,6 +268,7 @@ def robustness(results: dict[str, Any]) -> ReportTable:
                Column("robust_clean_accuracy", "clean"),
                *(Column(f"robust_{family}_accuracy", family) for family in ROBUSTNESS_FAMILIES),
                Column("robust_perturbed_accuracy"), Column("robust_drop_points", "drop pts"),
+               *([Column("robust_drop_vs_full", "drop vs full (paired)")] if results.get("robustness_vs_full") else []),
                *(Column(key, title) for key, title in ATTACKS.values()),
                *([Column("robust_set_accuracy", "robust set")] if has_set else [])]
     rows = [_robustness_row(results, index, run) for index, run in runs]
@@ -296,6 +297,13 @@ def _robustness_row(results: dict[str, Any], index: int, run: dict[str, Any]) ->
     row.cells = {key: with_interval(value, ci95) for key, (value, ci95) in scores.items()}
     drop = record.get("drop_points")
     row.cells["robust_drop_points"] = "-" if drop is None else f"{drop:+.1f}"
+    test = (results.get("robustness_vs_full") or {}).get(run["method"])
+    if test:  # the method's drop minus full's, over all its seeds (the same cell on each of its rows)
+        row.values["robust_drop_vs_full"] = test["difference"]
+        row.cells["robust_drop_vs_full"] = (f"{test['difference']:+.1f} [{test['ci95'][0]:+.1f}, {test['ci95'][1]:+.1f}]"
+                                            f" p={test['p_value']:.3g}")
+    elif results.get("robustness_vs_full"):
+        row.cells["robust_drop_vs_full"] = "-"
     return row
 
 

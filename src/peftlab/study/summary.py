@@ -3,13 +3,16 @@ the verdict (:mod:`peftlab.study.verdict`) and, with --train-sizes, the data-siz
 
 Aggregates: per method, over its ok runs (one per seed), the mean, sample std and 95% Student-t interval of each
 test metric, and against full fine-tuning the difference of means with Welch's t-test (significant at p < 0.05).
+Robustness against full fine-tuning (``robustness_vs_full``): each method's robust drop minus full's, example by
+example on the same perturbed examples, with a paired bootstrap test (:func:`robustness_vs_full`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from peftlab.evaluate.stats import mean_std_interval, welch_test
+from peftlab.evaluate.robustness import example_drops
+from peftlab.evaluate.stats import mean_std_interval, paired_bootstrap_test, welch_test
 from peftlab.study.runs import RunSpec
 from peftlab.study.sizes import size_regime, split_by_size
 from peftlab.study.verdict import study_verdict
@@ -41,6 +44,9 @@ def derive_results(header: dict, specs: list[RunSpec], records: dict[str, dict],
         results["aggregates"] = aggregate(runs, tuple(metric.key for metric in metrics))
     if tuning is not None:
         results["tuning"] = tuning_summary(tuning, runs)
+    robust = robustness_vs_full(runs)
+    if robust:
+        results["robustness_vs_full"] = robust
     results["verdict"] = study_verdict(header, runs, tuned=tuning is not None)
     return results
 
@@ -76,6 +82,27 @@ def aggregate(runs: list[dict], metrics: tuple[str, ...] = ("accuracy", "macro_f
                 entry[metric]["vs_full"] = welch_test(values[method][metric], values[REFERENCE_METHOD][metric])
         summary[method] = entry
     return summary
+
+
+def robustness_vs_full(runs: list[dict]) -> dict[str, dict]:
+    """{method: paired test} of each method's robust drop minus full fine-tuning's, in points: per example, (clean
+    right − share of its perturbed versions right) of the method minus the same of full's run with the same seed
+    (the same examples: the study builds one robustness suite), pooled over seeds, with a paired bootstrap over
+    the examples (:func:`peftlab.evaluate.stats.paired_bootstrap_test`). Positive: the method loses more under
+    perturbation than full fine-tuning. Methods without a full run of the same seed, or without per-example hits
+    (records of an older peftlab), are left out."""
+    ok = [run for run in runs if run["status"] == "ok"]
+    reference = {run["seed"]: example_drops(run.get("robustness")) for run in ok if run["method"] == REFERENCE_METHOD}
+    differences: dict[str, list] = {}
+    seeds: dict[str, int] = {}
+    for run in ok:
+        drops, full = example_drops(run.get("robustness")), reference.get(run["seed"])
+        if run["method"] == REFERENCE_METHOD or drops is None or full is None or len(drops) != len(full):
+            continue
+        differences.setdefault(run["method"], []).extend(100 * (drops - full))
+        seeds[run["method"]] = seeds.get(run["method"], 0) + 1
+    tests = {method: paired_bootstrap_test(values) for method, values in differences.items()}
+    return {method: {**test, "seeds": seeds[method]} for method, test in tests.items() if test is not None}
 
 
 def tuning_summary(tuning: dict, runs: list[dict]) -> dict[str, Any]:
