@@ -161,3 +161,8 @@ def test_the_probes_suite_runs_end_to_end_at_a_tiny_size(tmp_path, tiny_bert_dir
     capacity = next(task for task in results["tasks"] if task["name"] == "random-labels")
     assert capacity["train_examples"] == 300 and {"full", "lora", "lora[r=1]", "lora[r=2]"} <= set(capacity["methods"])
     assert all(np.isfinite(cell["mean"]) for task in results["tasks"] for cell in task["methods"].values())
+    claims = {claim["name"]: claim for claim in results["claims"]}  # tested where their tasks ran, else pending
+    assert [claims[name]["status"] for name in ("vocabulary", "drift", "depth")] == ["pending"] * 3
+    assert claims["capacity"]["status"] in ("tested", "inconclusive")
+    assert {"lora", "lora[r=1]", "lora[r=2]"} <= set(claims["capacity"]["methods"])
+    assert "## Claims" in (tmp_path / "out" / "suite.md").read_text()

@@ -79,7 +79,8 @@ def _finished_before(out: Path, suite: Suite) -> dict[str, float | None]:
 
 
 def _identity(description: dict) -> dict:
-    return {key: value for key, value in description.items() if key not in ("source", "description", "tasks")}
+    return {key: value for key, value in description.items()
+            if key not in ("source", "description", "tasks", "claims")}  # claims are read from the results
 
 
 def _write(out: Path, suite: Suite, finished: dict[str, dict]) -> dict[str, Any]:

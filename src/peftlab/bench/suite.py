@@ -30,12 +30,13 @@ from typing import Any
 
 import yaml
 
+from peftlab.bench.claims import parse_claims
 from peftlab.errors import ConfigError, DataError
 from peftlab.options import config_from_mapping, split_list
 from peftlab.study.config import CompareConfig
 from peftlab.tasks.controlled import is_probe
 
-SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks"}
+SUITE_KEYS = {"name", "description", "model", "methods", "seeds", "compare", "tasks", "claims"}
 TASK_KEYS = {"name", "family", "data", "compare"}
 # Set by the suite itself (model, methods, seeds) or by `peftlab bench` (out): not overridable under `compare:`.
 RESERVED_COMPARE_KEYS = {"model", "methods", "seeds", "out", "data"}
@@ -68,6 +69,7 @@ class Suite:
     compare: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""  # the file it was read from
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the claims tested over its tasks (bench.claims)
 
     def families(self) -> list[str]:
         return list(dict.fromkeys(task.family for task in self.tasks))
@@ -135,8 +137,9 @@ def _parse(raw: Any, source: str) -> Suite:
     duplicates = sorted({task.name for task in tasks if sum(t.name == task.name for t in tasks) > 1})
     if duplicates:
         raise ConfigError(f"suite {source}: task names must be unique, repeated: {', '.join(duplicates)}")
+    claims = parse_claims(raw.get("claims"), [task.name for task in tasks], f"suite {source}")
     return Suite(name=str(raw["name"]), model=str(raw["model"]), methods=methods, tasks=tasks, seeds=seeds,
-                 compare=shared, description=str(raw.get("description", "")), source=source)
+                 compare=shared, description=str(raw.get("description", "")), source=source, claims=claims)
 
 
 def _parse_task(entry: Any, source: str) -> SuiteTask:

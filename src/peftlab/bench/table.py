@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from statistics import mean
 from typing import Any
 
+from peftlab.bench.claims import evaluate_claims, smallest_matching_rank
 from peftlab.report.markdown import md, table as markdown_table
 from peftlab.report.tables import headline_metric
 from peftlab.study.summary import REFERENCE_METHOD, aggregate
@@ -24,9 +25,13 @@ def suite_table(suite, finished: dict[str, dict]) -> dict[str, Any]:
     """suite.json: the suite, one summary per finished task, the family aggregates, and the tasks still to run."""
     tasks = [task_summary(task, finished[task.name]["results"], finished[task.name]["wall_seconds"])
              for task in suite.tasks if task.name in finished]
+    claims = evaluate_claims(suite.claims, finished, list(suite.methods))
+    for claim in claims:
+        if claim["kind"] == "fit" and claim.get("methods"):
+            claim["lora_rank"] = smallest_matching_rank(claim)
     return {"suite": suite.describe(), "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "methods": list(suite.methods), "tasks": tasks, "families": family_summary(tasks, suite.methods),
-            "pending": [task.name for task in suite.tasks if task.name not in finished]}
+            "claims": claims, "pending": [task.name for task in suite.tasks if task.name not in finished]}
 
 
 def task_summary(task, results: dict[str, Any], wall_seconds: float | None) -> dict[str, Any]:
@@ -145,6 +150,39 @@ def robust_cell(cell: dict[str, Any] | None) -> str:
     return text
 
 
+def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
+    """The claims section: per claim and method, the statistic in points with its 95% bootstrap interval, the
+    p-value and the outcome (peftlab.bench.claims)."""
+    lines = ["## Claims", "",
+             "Each claim as a statistic over the suite's tasks, from the runs' per-example test hits: a method's gap is "
+             "its accuracy minus full fine-tuning's (points, paired within each seed); an interaction is the gap on "
+             "the shifted task minus the gap on the reference; a slope is the gap's least-squares slope over the "
+             "levels; a fit is the gap on a random-label task scored on its own training rows. Negative = the claim's "
+             "direction. 95% bootstrap interval over test examples, two-sided p; outcome: reproduced / contrary "
+             "(p < 0.05), no effect (interval within ± tolerance), inconclusive.", ""]
+    rows = []
+    for claim in claims:
+        if claim.get("status") == "pending":
+            rows.append([claim["name"], "-", "-", "-", "-", "-", md(claim["reason"])])
+            continue
+        for method, tests in claim["methods"].items():
+            for what, test in tests.items():
+                rows.append([claim["name"], md(method), md(what), f"{test['statistic']:+.1f}",
+                             f"[{test['ci95'][0]:+.1f}, {test['ci95'][1]:+.1f}]", f"{test['p_value']:.3g}",
+                             test["outcome"]])
+        if claim.get("status") == "inconclusive":
+            rows.append([claim["name"], "-", "-", "-", "-", "-", md("inconclusive: the reference did not learn ("
+                                                                     + claim["reference"] + ")")])
+        rank = claim.get("lora_rank")
+        if rank:
+            found = rank["smallest_rank_within_tolerance"]
+            rows.append([claim["name"], "lora ranks", "-", "-", "-", "-",
+                         md(("smallest rank within tolerance of full: " + str(found)) if found else
+                            "no rank within tolerance of full")])
+    lines += [markdown_table(["claim", "method", "test", "points", "95% interval", "p", "outcome"], rows), ""]
+    return lines
+
+
 def _overfit_cell(cell: dict[str, Any] | None) -> str:
     """`gap +4.2, CKA 0.981, LM Δ +0.031` (the parts measured)."""
     cell = cell or {}
@@ -175,6 +213,8 @@ def suite_markdown(table: dict[str, Any]) -> str:
     lines += [f"Written {table['written_at']}. Budget: " + md(", ".join(f"{k}={v}" for k, v in suite["compare"].items()) or "compare defaults"), ""]
     if table["pending"]:
         lines += [f"**Not run yet:** {md(', '.join(table['pending']))}.", ""]
+    if table.get("claims"):
+        lines += claims_markdown(table["claims"])
     lines += ["## Quality", "",
               "Test metric in % (accuracy; exact match for generation tasks), mean ± std over seeds; in brackets the "
               "difference to full fine-tuning in points, `*` where Welch's t-test gives p < 0.05 (needs 2+ seeds). "
