@@ -98,7 +98,8 @@ def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] |
     "causal-lm", a causal LM (multiple-choice and generation runs: the LM head over every position), or with
     "seq2seq-lm" an encoder-decoder's conditional generation (`seq_len` the encoder's input, `target_len` the
     decoder's, the labels' width; None: as long as the input), trained with
-    torch AdamW on `device` ("cpu" or "cuda") on batches padded to `seq_len`, `settings` the run's method
+    torch AdamW's fused kernel (as peftlab's trainer runs it) on `device` ("cpu" or "cuda") on batches padded to
+    `seq_len`, `settings` the run's method
     settings (its record's "config"; learning_rate and keys the estimate does not model are ignored).
 
     Returns the method's estimate (as `estimate` gives it) plus `peak_memory_bytes` and `flops_per_step`.
@@ -108,7 +109,7 @@ def estimate_run(model_config: Any, method_name: str, settings: dict[str, Any] |
     cuda = str(device).startswith("cuda")
     run = EstimateSettings(batch_size=batch_size, seq_len=seq_len, target_len=target_len, dtype=dtype, task=task,
                            padded=True,
-                           device="cuda" if cuda else "cpu", adamw_kernel="foreach" if cuda else "single")
+                           device="cuda" if cuda else "cpu", adamw_kernel="fused")  # peftlab.train.trainer.adamw
     run.check()
     plan = build_plan(facts, method_name, resolve_settings(method_name, overrides), task)
     result = estimate_plan(facts, plan, run)
