@@ -65,3 +65,12 @@ def test_studies_are_read_from_folders_and_inconclusive_ones_left_out(tmp_path):
     assert "in sample: 4 of 4" in script.stdout and "leave one task out:" in script.stdout
     assert "task2" in script.stdout  # left out, with its reason
     assert json.loads((tmp_path / "fitted.json").read_text())["in_sample"]["agree"] == 4
+
+
+def test_the_vocabulary_reason_is_in_the_users_units():
+    signals = diagnosis(3.0)
+    signals["vocabulary"].update(split3_rate=0.64)
+    signals["vocabulary"]["reference"].update(split3_rate=0.09)
+    reason = recommend(signals)["reasons"][0]
+    assert reason.startswith("vocabulary: the tokenizer covers the task's text poorly (fertility ratio 3 > 1.6)")
+    assert "it splits 64% of your words into 3+ pieces (the reference English sample: 9%)" in reason

@@ -64,6 +64,8 @@ def derived_inputs(diagnosis: dict[str, Any]) -> dict[str, Any]:
         "uncovered_char_rate": vocabulary.get("uncovered_char_rate"),
         "fertility_ratio": fertility / reference_fertility if fertility and reference_fertility else None,
         "unknown_rate": vocabulary.get("unknown_rate"),
+        "split3_rate": vocabulary.get("split3_rate"),  # cited in the user's units, not thresholded
+        "reference_split3_rate": reference.get("split3_rate"),
         "probe_headroom": probe.get("headroom_reached"),
         "representation_mmd": (diagnosis.get("shift") or {}).get("representation_mmd"),
         "energy_at_rank": {str(r): _mean([s["energy_at_rank"][str(r)] for s in spectrum.values()]) for r in RANKS}
@@ -88,7 +90,7 @@ def recommend(diagnosis: dict[str, Any], thresholds: dict[str, float] | None = N
     train_embeddings = bool(vocabulary_hits)
     if vocabulary_hits:
         votes.append(("full", WEIGHTS["vocabulary"], "vocabulary: the tokenizer covers the task's text poorly ("
-                      + "; ".join(vocabulary_hits) + "), so the embeddings must change"))
+                      + "; ".join(vocabulary_hits) + ")" + _split_words(x) + ", so the embeddings must change"))
     elif x["fertility_ratio"] is not None:
         votes.append(("peft", 0.0, f"vocabulary: fertility {x['fertility_ratio']:.2f}x the reference English sample, "
                       f"uncovered characters {x['uncovered_char_rate']:.3f}: the tokenizer fits the text"))
@@ -138,6 +140,16 @@ def recommend(diagnosis: dict[str, Any], thresholds: dict[str, float] | None = N
                   "margin_needed_for_full": t["decision_margin"]},
         "inputs": {k: v for k, v in x.items() if k != "spectrum"},
     }
+
+
+def _split_words(x: dict[str, Any]) -> str:
+    """The vocabulary evidence in the user's units: ": it splits 64% of your words into 3+ pieces (the reference
+    English sample: 9%)", or nothing when the diagnosis did not measure it."""
+    if x.get("split3_rate") is None:
+        return ""
+    reference = x.get("reference_split3_rate")
+    return (f": it splits {x['split3_rate']:.0%} of your words into 3+ pieces"
+            + (f" (the reference English sample: {reference:.0%})" if reference is not None else ""))
 
 
 def _rank(energy: dict[str, float] | None, target: float) -> int:
