@@ -73,6 +73,13 @@ def test_a_reference_that_did_not_learn_makes_the_claim_inconclusive_and_missing
     assert vocabulary["status"] == "inconclusive" and "against the majority share" in vocabulary["reference"]
     assert vocabulary["methods"]["lora"]["shifted"]["outcome"] == "inconclusive"  # -40 points, but nothing learned
     assert depth["status"] == "pending" and "d1" in depth["reason"]
+    partial = evaluate_claims(parse_claims(CLAIMS, TASKS, "suite"), {**finished, "plain": task({"full": 0.9, "lora": 0.9}),
+                                                                      "d1": task({"full": 0.9, "lora": 0.9}),
+                                                                      "d3": task({"full": 0.9, "lora": 0.7})}, ["full", "lora"])
+    slope = partial[1]  # d2 not run: the slope over levels 1 and 3
+    assert slope["status"] == "tested" and slope["not_run"] == ["d2"]
+    assert slope["methods"]["lora"]["slope"]["statistic"] == pytest.approx(-10.0)
+    assert "tested so far without: d2" in "\n".join(claims_markdown(partial))
     assert capacity["methods"]["lora"]["fit"]["outcome"] == "no effect"
     assert "inconclusive: the reference did not learn" in "\n".join(claims_markdown([vocabulary, depth]))
 

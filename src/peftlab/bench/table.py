@@ -170,6 +170,8 @@ def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
                 rows.append([claim["name"], md(method), md(what), f"{test['statistic']:+.1f}",
                              f"[{test['ci95'][0]:+.1f}, {test['ci95'][1]:+.1f}]", f"{test['p_value']:.3g}",
                              test["outcome"]])
+        if claim.get("not_run"):
+            rows.append([claim["name"], "-", "-", "-", "-", "-", md("tested so far without: " + ", ".join(claim["not_run"]))])
         if claim.get("status") == "inconclusive":
             rows.append([claim["name"], "-", "-", "-", "-", "-", md("inconclusive: the reference did not learn ("
                                                                      + claim["reference"] + ")")])
