@@ -95,3 +95,19 @@ def test_a_reference_that_did_not_learn_makes_the_claim_inconclusive_and_missing
 def test_bad_claims_are_one_config_error(claims, message):
     with pytest.raises(ConfigError, match=message):
         parse_claims(claims, TASKS, "suite s")
+
+
+def test_the_interval_covers_seed_to_seed_variation():
+    """Two seeds whose gaps disagree (-30 and +30 points): the mean gap is 0, and resampling the seeds makes the
+    interval span both, far wider than the test sample alone would give."""
+    def fit_task(lora_by_seed: dict[int, float]) -> dict:
+        runs = [{"method": "full", "seed": seed, "status": "ok", "test_correct": hits(0.6, seed)} for seed in (0, 1)]
+        runs += [{"method": "lora", "seed": seed, "status": "ok", "test_correct": hits(share, seed)}
+                 for seed, share in lora_by_seed.items()]
+        return {"results": {"study": {"task": {"test_majority_share": 0.5}}, "runs": runs}}
+
+    claim = parse_claims([{"name": "capacity", "kind": "fit", "task": "random"}], TASKS, "suite")
+    (record,) = evaluate_claims(claim, {"random": fit_task({0: 0.3, 1: 0.9})}, ["full", "lora"])
+    fit = record["methods"]["lora"]["fit"]
+    assert record["seeds"] == 2 and fit["statistic"] == pytest.approx(0.0)
+    assert fit["ci95"][0] < -20 and fit["ci95"][1] > 20 and fit["outcome"] == "inconclusive"

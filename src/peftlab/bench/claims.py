@@ -23,10 +23,12 @@ over the seeds that have both runs. The statistics, per PEFT method:
   fits less of the training set than full fine-tuning (the claim); for variants of a method (``lora[r=4]``), the
   smallest rank whose gap is within the tolerance is reported too.
 
-Intervals and p-values come from one seeded percentile bootstrap over test examples (2,000 resamples): every task
-and seed's examples are resampled on their own (paired between the method and full fine-tuning, which saw the same
-examples), so tasks count as independent even where their rows align (conservative). The p-value is two-sided:
-twice the share of resampled statistics on the far side of 0 (at least 1/2,000).
+Intervals and p-values come from one seeded two-level percentile bootstrap (2,000 resamples): each task's seeds
+are resampled with replacement, and within each seed its test examples (paired between the method and full
+fine-tuning, which saw the same examples), so the interval covers seed-to-seed variation as well as the test
+sample; tasks are resampled independently even where their rows align (conservative). With one seed the interval
+covers the test sample only (the record's ``seeds`` says how many there were). The p-value is two-sided: twice the
+share of resampled statistics on the far side of 0 (at least 1/2,000).
 
 An outcome per method and statistic: **reproduced** (the claim's sign, p < 0.05), **contrary** (the other sign,
 p < 0.05), **no effect** (the whole interval within ± the tolerance, 1 point unless the claim says otherwise), else
@@ -92,13 +94,16 @@ def _gap_samples(results: dict, method: str, rng: np.random.Generator) -> tuple[
     seeds = [seed for seed in ours if seed in full and len(ours[seed]) == len(full[seed])]
     if not seeds:
         return None
-    point, replicates = 0.0, np.zeros(RESAMPLES)
+    per_seed = []  # per seed: RESAMPLES means of the example-resampled differences
     for seed in seeds:
         differences = 100 * (ours[seed] - full[seed])
-        point += differences.mean() / len(seeds)
         picks = rng.integers(0, len(differences), size=(RESAMPLES, len(differences)))
-        replicates += differences[picks].mean(axis=1) / len(seeds)
-    return float(point), replicates
+        per_seed.append(differences[picks].mean(axis=1))
+    point = float(np.mean([100 * (ours[seed] - full[seed]).mean() for seed in seeds]))
+    stacked = np.stack(per_seed)  # seeds x RESAMPLES
+    drawn = rng.integers(0, len(seeds), size=(RESAMPLES, len(seeds)))  # the seeds resampled too (one: itself)
+    replicates = stacked[drawn, np.arange(RESAMPLES)[:, None]].mean(axis=1)
+    return point, replicates
 
 
 def reference_learned(results: dict) -> tuple[bool, str]:
@@ -149,7 +154,8 @@ def evaluate_claims(claims: list[dict], finished: dict[str, dict], methods: list
         tasks = _tasks(claim)
         anchor = claim.get("reference") or claim.get("task") or claim["tasks"][0]
         learned, why = reference_learned(finished[anchor]["results"])
-        record.update(status="tested" if learned else "inconclusive", reference_task=anchor, reference=why)
+        record.update(status="tested" if learned else "inconclusive", reference_task=anchor, reference=why,
+                      seeds=min(len(_hits(finished[task]["results"], REFERENCE)) for task in tasks))
         if pending:  # tested on the tasks that have finished; the others are listed
             record["not_run"] = pending
         rng = np.random.default_rng(seed)

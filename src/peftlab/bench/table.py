@@ -158,8 +158,9 @@ def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
              "its accuracy minus full fine-tuning's (points, paired within each seed); an interaction is the gap on "
              "the shifted task minus the gap on the reference; a slope is the gap's least-squares slope over the "
              "levels; a fit is the gap on a random-label task scored on its own training rows. Negative = the claim's "
-             "direction. 95% bootstrap interval over test examples, two-sided p; outcome: reproduced / contrary "
-             "(p < 0.05), no effect (interval within ± tolerance), inconclusive.", ""]
+             "direction. 95% bootstrap interval over seeds and test examples (with one seed: the test sample only), "
+             "two-sided p; outcome: reproduced / contrary (p < 0.05), no effect (interval within ± tolerance), "
+             "inconclusive.", ""]
     rows = []
     for claim in claims:
         if claim.get("status") == "pending":
@@ -170,6 +171,9 @@ def claims_markdown(claims: list[dict[str, Any]]) -> list[str]:
                 rows.append([claim["name"], md(method), md(what), f"{test['statistic']:+.1f}",
                              f"[{test['ci95'][0]:+.1f}, {test['ci95'][1]:+.1f}]", f"{test['p_value']:.3g}",
                              test["outcome"]])
+        if claim.get("seeds") == 1:
+            rows.append([claim["name"], "-", "-", "-", "-", "-",
+                         "one seed: the interval covers the test sample, not seed-to-seed variation"])
         if claim.get("not_run"):
             rows.append([claim["name"], "-", "-", "-", "-", "-", md("tested so far without: " + ", ".join(claim["not_run"]))])
         if claim.get("status") == "inconclusive":
