@@ -8,7 +8,8 @@ one fixed, balanced sample of the Rotten Tomatoes reviews (:func:`sentiment_spli
 the same rows in the same splits whatever the rendering), so that their scores are comparable row for row:
 
 - ``probe:cipher=S`` — the reviews with a share ``S`` (0 to 1) of their word types written through a fixed letter
-  substitution cipher (a derangement of a–z; which words, by a stable hash of the word): the meaning and the
+  substitution cipher (a derangement of a–z; which words, by a stable hash of the word; a word here is a
+  space-separated token, its punctuation included, so ``movie`` and ``movie,`` are drawn apart): the meaning and the
   labels are kept (the map is one-to-one), the tokenizer's fit is not (ciphered words fall apart into pieces).
   ``cipher=0`` is the original text: the in-domain reference of every sentiment probe.
 - ``probe:cyrillic=S`` — the same with the letters transliterated one by one into Cyrillic (another script; only
