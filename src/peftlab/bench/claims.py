@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from peftlab.errors import ConfigError
-from peftlab.evaluate.stats import wilson_interval
+from peftlab.evaluate.stats import bootstrap_p_value, wilson_interval
 
 REFERENCE = "full"
 KINDS = {"interaction": ("reference", "shifted"), "slope": ("tasks", "levels"), "fit": ("task",)}
@@ -128,9 +128,7 @@ def outcome(statistic: float, interval: list[float], p_value: float, tolerance: 
 
 def _test(point: float, replicates: np.ndarray, tolerance: float) -> dict[str, Any]:
     interval = [float(np.percentile(replicates, 2.5)), float(np.percentile(replicates, 97.5))]
-    p_value = min(1.0, max(1.0 / RESAMPLES, 2 * min(float((replicates <= 0).mean()), float((replicates >= 0).mean()))))
-    if not replicates.any() and point == 0:
-        p_value = 1.0
+    p_value = 1.0 if not replicates.any() and point == 0 else bootstrap_p_value(replicates)
     return {"statistic": point, "ci95": interval, "p_value": p_value,
             "outcome": outcome(point, interval, p_value, tolerance)}
 

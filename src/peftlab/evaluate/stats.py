@@ -78,6 +78,13 @@ def welch_test(values, reference) -> dict | None:
     return {"difference": difference, "p_value": p_value, "significant": p_value < 0.05, "test": "welch_t"}
 
 
+def bootstrap_p_value(replicates: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "the statistic is 0": twice the share of resampled statistics on the far side
+    of 0, at least one over the number of resamples."""
+    far = min(float((replicates <= 0).mean()), float((replicates >= 0).mean()))
+    return min(1.0, max(1.0 / len(replicates), 2 * far))
+
+
 def paired_bootstrap_test(differences, resamples: int = 2000, seed: int = 0) -> dict | None:
     """The mean of per-example differences (two measurements of the same examples, e.g. two methods' robust drops),
     its 95% percentile-bootstrap interval over examples, and the two-sided bootstrap p-value (twice the share of
@@ -89,10 +96,7 @@ def paired_bootstrap_test(differences, resamples: int = 2000, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     means = differences[rng.integers(0, differences.size, size=(resamples, differences.size))].mean(axis=1)
     difference = float(differences.mean())
-    if not differences.any():
-        p_value = 1.0
-    else:
-        p_value = min(1.0, max(1.0 / resamples, 2 * min(float((means <= 0).mean()), float((means >= 0).mean()))))
+    p_value = 1.0 if not differences.any() else bootstrap_p_value(means)
     return {"difference": difference, "ci95": [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))],
             "p_value": p_value, "significant": p_value < 0.05, "examples": int(differences.size),
             "test": "paired_bootstrap"}
